@@ -1,0 +1,49 @@
+"""Video sources: each kind turns one static shard of its configuration into local files.
+
+Shards are known when the DAG is built (no checkpoints), so ``--until`` and ``--forcerun``
+reach every later rule. A kind module provides::
+
+    shard_count(source: dict) -> int
+    fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]
+
+``fetch_shard`` never raises for one bad video: it returns a ``FetchedVideo`` with ``error``
+set, so the manifest keeps a row for it and the run goes on.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+from motionedit.sources.base import FetchedVideo
+
+KINDS = {
+    "synthetic": "motionedit.sources.synthetic",
+    "local": "motionedit.sources.local",
+    "url_list": "motionedit.sources.url_list",
+    "huggingface": "motionedit.sources.huggingface",
+}
+
+
+def kind_module(source: dict) -> ModuleType:
+    kind = source["kind"]
+    if kind not in KINDS:
+        raise ValueError(
+            f"sources[{source.get('name')!r}].kind: unknown kind {kind!r}; "
+            f"use one of {sorted(KINDS)}"
+        )
+    return importlib.import_module(KINDS[kind])
+
+
+def shard_names(source: dict) -> list[str]:
+    """Shard wildcards of a source, fixed at DAG-build time."""
+    n = kind_module(source).shard_count(source)
+    return [f"{i:04d}" for i in range(n)]
+
+
+def fetch_shard(source: dict, shard: str, out_dir: Path) -> list[FetchedVideo]:
+    return kind_module(source).fetch_shard(source, int(shard), Path(out_dir))
+
+
+__all__ = ["FetchedVideo", "KINDS", "fetch_shard", "kind_module", "shard_names"]

@@ -1,0 +1,204 @@
+"""Probing videos and pulling exact frames out of them with ffmpeg.
+
+Probing uses PyAV (demux only, plus one decoded frame), because imageio-ffmpeg ships an
+ffmpeg without ffprobe. Extraction uses the ffmpeg binary (system one first, else the one
+imageio-ffmpeg ships) and decodes only what the requested frames need: each group of
+frames starts decoding at the keyframe before it, so a video with a short GOP is never
+decoded whole, and a video with one keyframe is decoded once, up to its last wanted frame.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+
+
+class VideoError(Exception):
+    """A video that cannot be used; the message is the reason stored in its error row."""
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary: the system's if on PATH, else the static one of imageio-ffmpeg."""
+    system = shutil.which("ffmpeg")
+    if system:
+        return system
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass
+class VideoInfo:
+    duration_s: float
+    fps: float
+    n_frames: int
+    width: int  # display width (after rotation metadata is applied)
+    height: int
+    codec: str
+    rotation: int
+    start_s: float = 0.0
+    keyframes_s: list[float] = field(default_factory=list)  # relative to start_s
+
+    def frame_time(self, index: int) -> float:
+        return index / self.fps
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read duration, fps, size, codec and keyframe times; raise VideoError with a reason.
+
+    One frame is decoded so that a file whose header parses but whose stream does not
+    (a truncated or mislabelled file) is caught here rather than in a later stage.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"file not found: {path}")
+    if path.stat().st_size == 0:
+        raise VideoError("empty file (0 bytes)")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise VideoError(f"not a readable video container: {exc}") from None
+    with container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise VideoError(f"no video stream (streams: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if fps <= 0:
+            raise VideoError("video stream has no frame rate")
+        tb = stream.time_base
+        start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        keyframes: list[float] = []
+        n_packets = 0
+        last_pts = None
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                n_packets += 1
+                t = float(packet.pts * tb) - start
+                last_pts = t if last_pts is None else max(last_pts, t)
+                if packet.is_keyframe:
+                    keyframes.append(t)
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"stream cannot be demuxed: {exc}") from None
+        if n_packets == 0:
+            raise VideoError("video stream has no frames")
+        duration = (last_pts or 0.0) + 1.0 / fps
+        container.seek(0)
+        try:
+            first = next(container.decode(stream), None)
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"first frame cannot be decoded: {exc}") from None
+        if first is None:
+            raise VideoError("no decodable frame")
+        rotation = int(getattr(first, "rotation", 0) or 0) % 360
+        width, height = ctx.width, ctx.height
+        if rotation in (90, 270):
+            width, height = height, width
+        return VideoInfo(
+            duration_s=round(duration, 6),
+            fps=fps,
+            n_frames=n_packets,
+            width=width,
+            height=height,
+            codec=ctx.name,
+            rotation=rotation,
+            start_s=start,
+            keyframes_s=sorted(keyframes) or [0.0],
+        )
+
+
+def frame_index(info: VideoInfo, t: float) -> int:
+    """Index of the frame shown at time t, clamped to the last frame.
+
+    Asking ffmpeg for t == duration yields no frame and exit code 0, so the end of a window
+    that reaches the end of the video maps to the last frame instead.
+    """
+    return max(0, min(int(round(t * info.fps)), info.n_frames - 1))
+
+
+def plan_groups(info: VideoInfo, indices: list[int]) -> list[list[int]]:
+    """Split wanted frame indices into groups that each need one decode run.
+
+    A new group starts when a keyframe lies between two wanted frames: seeking to it and
+    decoding from there is cheaper than decoding through the gap.
+    """
+    groups: list[list[int]] = []
+    for idx in sorted(set(indices)):
+        if groups:
+            prev_t = info.frame_time(groups[-1][-1])
+            k = bisect.bisect_right(info.keyframes_s, info.frame_time(idx) + 1e-6) - 1
+            if k < 0 or info.keyframes_s[k] <= prev_t + 1e-6:
+                groups[-1].append(idx)
+                continue
+        groups.append([idx])
+    return groups
+
+
+def extract_frames(
+    path: str | Path,
+    info: VideoInfo,
+    indices: list[int],
+    out_paths: dict[int, Path],
+    timeout_s: float = 600.0,
+) -> None:
+    """Write the frames with the given indices to ``out_paths[index]`` in one ffmpeg call.
+
+    Raises VideoError naming the missing frames when ffmpeg delivered fewer than asked
+    (a truncated stream, for instance), so the caller records an error row.
+    """
+    groups = plan_groups(info, indices)
+    tmp_dir = Path(next(iter(out_paths.values()))).parent
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    half = 0.5 / info.fps
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y"]
+    for group in groups:
+        t_first = info.frame_time(group[0])
+        # Seek to just before the first wanted frame; ffmpeg decodes from the keyframe
+        # before it and drops frames until the seek point.
+        cmd += ["-ss", f"{max(0.0, t_first - half):.6f}", "-an", "-sn", "-dn", "-i", str(path)]
+    staged: list[tuple[int, Path]] = []
+    for g, group in enumerate(groups):
+        t_first = info.frame_time(group[0])
+        offset = max(0.0, t_first - half)
+        terms = "+".join(
+            f"between(t\\,{info.frame_time(i) - offset - half:.6f}\\,"
+            f"{info.frame_time(i) - offset + half - 1e-6:.6f})"
+            for i in group
+        )
+        pattern = tmp_dir / f".extract-{g:03d}-%04d.png"
+        cmd += [
+            "-map", f"{g}:v:0", "-vf", f"select='{terms}'", "-fps_mode", "passthrough",
+            "-frames:v", str(len(group)), "-f", "image2", str(pattern),
+        ]  # fmt: skip
+        staged += [(idx, tmp_dir / f".extract-{g:03d}-{k + 1:04d}.png") for k, idx in enumerate(group)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        _cleanup(staged)
+        raise VideoError(f"ffmpeg timed out after {timeout_s:.0f} s") from None
+    missing = [idx for idx, p in staged if not p.exists()]
+    if proc.returncode != 0 or missing:
+        _cleanup(staged)
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        if missing:
+            times = ", ".join(f"{info.frame_time(i):.3f}" for i in missing[:5])
+            raise VideoError(f"frames at t={times} s not delivered by ffmpeg {err[0]}".strip())
+        raise VideoError(f"ffmpeg failed (exit {proc.returncode}): {err[0]}")
+    for idx, p in staged:
+        p.replace(out_paths[idx])
+
+
+def _cleanup(staged: list[tuple[int, Path]]) -> None:
+    for _, p in staged:
+        p.unlink(missing_ok=True)
