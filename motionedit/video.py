@@ -64,7 +64,8 @@ def probe(path: str | Path) -> VideoInfo:
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise VideoError(f"not a readable video container: {exc}") from None
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise VideoError(f"not a readable video container ({why})") from None
     with container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]

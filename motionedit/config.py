@@ -1,0 +1,99 @@
+"""Loading and validating the workflow configuration.
+
+The JSON schema in ``schemas/config.schema.yaml`` is the single place where keys, types,
+ranges and defaults live. Validation fills in the defaults, so every job sees a complete
+config, and it fails before any job runs with the dotted path of the offending key, so a
+typo in a 200-line config is found in seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; the message names the key path and how to fix it."""
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator class that writes ``default`` values into the instance as it validates."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema) -> Iterator:
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def key_path(parts) -> str:
+    """``sources[0].kind`` style path of a location in the config."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = key_path(path + [extra[0]]) if len(extra) == 1 else key_path(path)
+        return (
+            f"{where}: unknown key(s) {', '.join(map(repr, extra))}; "
+            f"allowed here: {', '.join(allowed)}"
+        )
+    if error.validator == "required":
+        return f"{key_path(path)}: {error.message}"
+    return f"{key_path(path)}: {error.message}"
+
+
+def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Validate ``config`` in place (defaults filled) and return it; raise ConfigError."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = _Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        # Errors inside a failed if/then branch also surface at the parent: report the
+        # deepest ones, which point at the key to change.
+        depth = max(len(e.absolute_path) for e in errors)
+        lines = [_describe(e) for e in errors if len(e.absolute_path) == depth]
+        raise ConfigError(
+            "invalid configuration:\n  "
+            + "\n  ".join(dict.fromkeys(lines))
+            + f"\n(the allowed keys, types and defaults are documented in {schema_path.name})"
+        )
+    names = [s["name"] for s in config["sources"]]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"sources[].name: names must be unique; repeated: {', '.join(dupes)}")
+    for i, src in enumerate(config["sources"]):
+        if src["kind"] == "synthetic" and src["min_side"] > src["max_side"]:
+            raise ConfigError(f"sources[{i}].min_side: larger than max_side ({src['max_side']})")
+        if src["kind"] == "synthetic" and src["min_seconds"] > src["max_seconds"]:
+            raise ConfigError(f"sources[{i}].min_seconds: larger than max_seconds")
+    return config
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    with open(path) as fh:
+        config = yaml.safe_load(fh) or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys to values")
+    return validate_config(config)

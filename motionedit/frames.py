@@ -1,0 +1,128 @@
+"""The frames stage: cut each video into windows and save the first and last frame of each.
+
+A window's two frames are a candidate (input, target) pair. Frames shared by neighbouring
+windows (the end of one is the start of the next with the default stride) are decoded and
+stored once; all frames of a video come from one ffmpeg call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from motionedit.runlog import progress
+from motionedit.video import VideoError, VideoInfo, extract_frames, frame_index
+
+COLUMNS = [
+    "pair_id", "video_id", "source", "window", "t0", "t1", "frame0", "frame1", "width",
+    "height", "skip", "error",
+]  # fmt: skip
+
+
+def video_key(video_id: str) -> str:
+    """A short, readable, filesystem-safe key that is unique per video id."""
+    tail = re.sub(r"[^A-Za-z0-9_-]+", "_", video_id.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    digest = hashlib.sha1(video_id.encode("utf-8")).hexdigest()[:10]
+    return f"{tail.strip('_')[:40] or 'video'}-{digest}"
+
+
+def window_bounds(duration_s: float, fps: float, cfg: dict[str, Any]) -> list[tuple[float, float]]:
+    """Windows of ``window_seconds`` every ``stride_seconds`` that fit in the video.
+
+    The last frame of a video is shown at duration - 1/fps, so a window "ends" there at
+    the latest; a window is complete when it spans window_seconds up to one frame's slack.
+    """
+    win, stride = cfg["window_seconds"], cfg["stride_seconds"]
+    last_t = max(0.0, duration_s - 1.0 / fps)
+    min_len = win * cfg["min_window_fraction"] - 1.0 / fps - 1e-9
+    out = []
+    k = 0
+    while len(out) < cfg["max_windows_per_video"]:
+        t0 = k * stride
+        if t0 >= last_t:
+            break
+        t1 = min(t0 + win, last_t)
+        if t1 - t0 < min_len:
+            break
+        out.append((round(t0, 6), round(t1, 6)))
+        k += 1
+    return out
+
+
+def scene_cut_times(path: str, threshold: float) -> list[float]:
+    """Times of hard cuts found by PySceneDetect's content detector (decodes every frame)."""
+    from scenedetect import ContentDetector, detect
+
+    scenes = detect(path, ContentDetector(threshold=threshold))
+    return [start.get_seconds() for start, _ in scenes[1:]]
+
+
+def _info(row: pd.Series) -> VideoInfo:
+    return VideoInfo(
+        duration_s=float(row.duration_s), fps=float(row.fps), n_frames=int(row.n_frames),
+        width=int(row.width), height=int(row.height), codec=str(row.codec),
+        rotation=int(row.rotation), start_s=float(row.start_s),
+        keyframes_s=[float(t) for t in row.keyframes_s],
+    )  # fmt: skip
+
+
+def video_pairs(row: pd.Series, out_dir: Path, cfg: dict[str, Any]) -> list[dict]:
+    """All window rows of one video; raises VideoError for a video-level failure."""
+    info = _info(row)
+    bounds = window_bounds(info.duration_s, info.fps, cfg)
+    if not bounds:
+        raise VideoError(
+            f"too short: {info.duration_s:.2f} s holds no {cfg['window_seconds']} s window "
+            f"(frames.window_seconds)"
+        )
+    cuts: list[float] = []
+    if cfg["scene_cuts"]["enabled"]:
+        cuts = scene_cut_times(row.path, cfg["scene_cuts"]["threshold"])
+    key = video_key(row.video_id)
+    rows, wanted = [], {}
+    for k, (t0, t1) in enumerate(bounds):
+        i0, i1 = frame_index(info, t0), frame_index(info, t1)
+        cut = next((c for c in cuts if t0 < c <= t1), None)
+        r = {
+            "pair_id": f"{key}_w{k:03d}", "video_id": row.video_id, "source": row.source,
+            "window": k, "t0": t0, "t1": t1, "frame0": None, "frame1": None,
+            "width": info.width, "height": info.height, "skip": None, "error": None,
+        }  # fmt: skip
+        if cut is not None:
+            r["skip"] = f"scene cut at {cut:.2f} s inside the window"
+        else:
+            for idx, col in ((i0, "frame0"), (i1, "frame1")):
+                wanted[idx] = out_dir / f"{key}_f{idx:06d}.png"
+                r[col] = wanted[idx].as_posix()
+        rows.append(r)
+    if wanted:
+        extract_frames(row.path, info, sorted(wanted), wanted, timeout_s=cfg["timeout_s"])
+    return rows
+
+
+def extract_shard(
+    manifest: pd.DataFrame, out_dir: str | Path, cfg: dict[str, Any], log: logging.Logger
+) -> pd.DataFrame:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    good = manifest[manifest["error"].isna()]
+    log.info("%d of %d videos usable", len(good), len(manifest))
+    rows: list[dict] = []
+    for _, row in progress(good.iterrows(), desc="frames", total=len(good)):
+        try:
+            rows.extend(video_pairs(row, out_dir, cfg))
+        except VideoError as exc:
+            log.warning("%s: %s", row.video_id, exc)
+            rows.append({c: None for c in COLUMNS} | {
+                "video_id": row.video_id, "source": row.source, "error": str(exc)})  # fmt: skip
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    for col in ("window", "width", "height"):
+        df[col] = df[col].astype("Int64")
+    for col in ("t0", "t1"):
+        df[col] = df[col].astype("float64")
+    return df

@@ -1,0 +1,287 @@
+"""The offline judge: the paper's inspection questions answered from image statistics and flow.
+
+It is what the default configuration runs with no network and no API key, and a cheap
+first opinion at scale. Each check is a measured number compared with a threshold from
+``judge:`` in the config, and every number is kept in the verdict's ``details`` so a user
+can see why a pair was kept or dropped:
+
+- setting: a hard cut or a new scene cannot be warped back onto the input by the flow
+  (photometric error after warping) and changes the colour distribution (histogram
+  correlation);
+- quality: heavy blur leaves no sharp region (variance of the Laplacian in the sharpest
+  tile); heavy noise raises a robust high-pass noise estimate;
+- subject: a subject that leaves (or enters) the frame shows up as change the flow cannot
+  explain, or as moving pixels whose flow points outside the image;
+- motion: the moving region must move a significant distance; its rigid fit (rotation,
+  scale, translation and the pivot of the rotation) and the number of moving blobs give
+  one of the six motion categories and the "before -> after" summary.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from motionedit.flow import FlowEstimator, make_flow
+from motionedit.judge.base import PairInput, Verdict
+from motionedit.pairs import load_pair
+
+PROMPT_VERSION = "offline-v1"
+
+_COLOURS = (
+    (0, "red"), (20, "orange"), (45, "yellow"), (90, "green"), (170, "cyan"),
+    (220, "blue"), (280, "purple"), (320, "pink"), (345, "red"),
+)  # fmt: skip
+
+
+def colour_name(rgb: np.ndarray) -> str:
+    """A plain colour word for a mean RGB value (used in summaries and instructions)."""
+    r, g, b = (float(c) / 255.0 for c in rgb)
+    mx, mn = max(r, g, b), min(r, g, b)
+    if mx - mn < 0.12:
+        return "white" if mx > 0.8 else ("black" if mx < 0.2 else "grey")
+    hue = cv2.cvtColor(np.uint8([[rgb]]), cv2.COLOR_RGB2HSV_FULL)[0, 0, 0] * 360.0 / 255.0
+    name = "red"
+    for start, label in _COLOURS:
+        if hue >= start:
+            name = label
+    if name == "orange" and mx < 0.55:
+        return "brown"
+    return name
+
+
+def direction_words(dx: float, dy: float) -> str:
+    """Screen direction of a displacement (y grows downward)."""
+    horiz = "to the right" if dx > 0 else "to the left"
+    vert = "downward" if dy > 0 else "upward"
+    if abs(dx) > 2.0 * abs(dy):
+        return horiz
+    if abs(dy) > 2.0 * abs(dx):
+        return vert
+    return f"{vert} and {horiz}"
+
+
+def place_words(x: float, width: int) -> str:
+    third = x / max(width, 1)
+    return "on the left" if third < 0.36 else ("on the right" if third > 0.64 else "in the centre")
+
+
+def sharpness(gray: np.ndarray, tiles: int = 4) -> float:
+    """Variance of the Laplacian in the sharpest tile: blur leaves no sharp region anywhere."""
+    lap = cv2.Laplacian(gray, cv2.CV_32F, ksize=3)
+    h, w = gray.shape
+    best = 0.0
+    for i in range(tiles):
+        for j in range(tiles):
+            tile = lap[i * h // tiles : (i + 1) * h // tiles, j * w // tiles : (j + 1) * w // tiles]
+            if tile.size:
+                best = max(best, float(tile.var()))
+    return best
+
+
+def noise_sigma(gray: np.ndarray) -> float:
+    """Robust noise standard deviation from the median of a second-difference filter.
+
+    The median ignores the few textured regions, so a clean frame with a busy subject
+    reads low and a frame covered in sensor noise reads high.
+    """
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    resp = cv2.filter2D(gray, cv2.CV_32F, kernel)
+    return float(np.median(np.abs(resp)) * 1.4826 / 6.0)
+
+
+def warp_back(img1: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Sample image 1 at the flow targets, giving image 1 in image 0's coordinates."""
+    h, w = flow.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(img1, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+
+
+def histogram_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    ha = cv2.calcHist([a], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3)
+    hb = cv2.calcHist([b], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3)
+    return float(cv2.compareHist(ha, hb, cv2.HISTCMP_CORREL))
+
+
+def moving_blobs(moving: np.ndarray, min_area: int) -> list[np.ndarray]:
+    """Masks of the connected moving regions, largest first, after closing small gaps."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    m = cv2.morphologyEx(moving.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, kernel)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    order = sorted(range(1, n), key=lambda i: -stats[i, cv2.CC_STAT_AREA])
+    blobs = [labels == i for i in order if stats[i, cv2.CC_STAT_AREA] >= min_area]
+    if len(blobs) > 1:
+        largest = blobs[0].sum()
+        blobs = [b for b in blobs if b.sum() >= 0.15 * largest]
+    return blobs
+
+
+def rigid_fit(flow: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Similarity motion of one region: rotation, scale, translation, pivot, non-rigidity."""
+    ys, xs = np.nonzero(mask)
+    step = max(1, len(xs) // 2000)
+    xs, ys = xs[::step], ys[::step]
+    src = np.stack([xs, ys], 1).astype(np.float32)
+    dst = src + flow[ys, xs]
+    centre = src.mean(0)
+    mean_flow = (dst - src).mean(0)
+    radius = math.sqrt(mask.sum() / math.pi)
+    out = {"cx": float(centre[0]), "cy": float(centre[1]), "dx": float(mean_flow[0]),
+           "dy": float(mean_flow[1]), "radius": radius, "angle_deg": 0.0, "scale": 1.0,
+           "anisotropy": 1.0, "pivot_dist": 0.0, "nonrigid": 0.0}  # fmt: skip
+    if len(src) < 6:
+        return out
+    sim, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+    full, _ = cv2.estimateAffine2D(src, dst, method=cv2.LMEDS)
+    if sim is None or full is None:
+        return out
+    a, b = float(sim[0, 0]), float(sim[1, 0])
+    scale, angle = math.hypot(a, b), math.degrees(math.atan2(b, a))
+    sv = np.linalg.svd(full[:, :2], compute_uv=False)
+    resid = np.linalg.norm(src @ sim[:, :2].T + sim[:, 2] - dst, axis=1)
+    tol = max(1.0, 0.1 * float(np.linalg.norm(dst - src, axis=1).mean()))
+    pivot_dist = 0.0
+    rot = sim[:, :2]
+    if abs(angle) > 1.0:
+        try:
+            pivot = np.linalg.solve(np.eye(2) - rot, sim[:, 2])
+            pivot_dist = float(np.linalg.norm(pivot - centre)) / max(radius, 1.0)
+        except np.linalg.LinAlgError:
+            pivot_dist = float("inf")
+    out.update(angle_deg=angle, scale=scale, anisotropy=float(sv[0] / max(sv[1], 1e-6)),
+               pivot_dist=pivot_dist, nonrigid=float((resid > tol).mean()))  # fmt: skip
+    return out
+
+
+class OfflineJudge:
+    backend = "offline"
+    model = "image-statistics"
+    prompt_version = PROMPT_VERSION
+
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        prefilter_cfg: dict[str, Any],
+        flow_cfg: dict[str, Any],
+        flow: FlowEstimator | None = None,
+    ) -> None:
+        self.cfg, self.pre, self.flow_cfg = cfg, prefilter_cfg, flow_cfg
+        self.flow = flow or make_flow(flow_cfg)
+
+    def measure(self, img0: np.ndarray, img1: np.ndarray) -> dict[str, Any]:
+        """Every number the checks use, for one pair at the working resolution."""
+        flow = self.flow.estimate(img0[None], img1[None])[0]
+        h, w = flow.shape[:2]
+        diag = math.hypot(h, w)
+        g0 = cv2.cvtColor(img0, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+        g1 = cv2.cvtColor(img1, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+        s0, s1 = (cv2.GaussianBlur(g, (0, 0), 1.5) for g in (g0, g1))
+        warped = warp_back(s1, flow)
+        resid = np.abs(s0 - warped)
+        change = np.abs(s0 - s1) > 0.08
+        unexplained = change & (resid > 0.08)
+        mag = np.linalg.norm(flow, axis=-1) / diag
+        moving = mag > self.pre["moving_threshold"]
+        xs, ys = np.meshgrid(np.arange(w), np.arange(h))
+        tx, ty = xs + flow[..., 0], ys + flow[..., 1]
+        outside = (tx < -1) | (tx > w) | (ty < -1) | (ty > h)
+        return {
+            "flow": flow,
+            "moving": moving,
+            "diag": diag,
+            "warp_error": float(resid.mean()),
+            "histogram_correlation": histogram_correlation(img0, img1),
+            "sharpness": min(sharpness(g0), sharpness(g1)),
+            "noise": max(noise_sigma(g0), noise_sigma(g1)),
+            "change_frac": float(change.mean()),
+            "unexplained_frac": float(unexplained.sum() / max(change.sum(), 1)),
+            "exit_frac": float((outside & moving).sum() / max(moving.sum(), 1)),
+            "motion_peak": float(np.percentile(mag, 99)),
+        }
+
+    def categorise(self, m: dict[str, Any], img0: np.ndarray) -> tuple[str, str, str, dict]:
+        """Category, before, after, and the geometry behind them."""
+        h, w = img0.shape[:2]
+        blobs = moving_blobs(m["moving"], min_area=max(12, int(0.002 * h * w)))
+        if not blobs:
+            blobs = [m["moving"]]
+        fits = [rigid_fit(m["flow"], b) for b in blobs[:2]]
+        colours = [colour_name(img0[b].mean(0)) for b in blobs[:2]]
+        for f, c in zip(fits, colours, strict=True):
+            f["colour"] = c
+        a = fits[0]
+        place0 = place_words(a["cx"], w)
+        detail = {"blobs": len(blobs), "fits": fits}
+        if len(fits) == 2:
+            b = fits[1]
+            speed_a, speed_b = math.hypot(a["dx"], a["dy"]), math.hypot(b["dx"], b["dy"])
+            cos = (a["dx"] * b["dx"] + a["dy"] * b["dy"]) / max(speed_a * speed_b, 1e-6)
+            if cos > 0.3:
+                mover, obj = (a, b) if speed_a >= speed_b else (b, a)
+                d = direction_words(mover["dx"], mover["dy"])
+                return ("subject_object",
+                        f"the {mover['colour']} subject beside the {obj['colour']} object",
+                        f"the {mover['colour']} subject pushes the {obj['colour']} object {d}",
+                        detail | {"direction": d})  # fmt: skip
+            return ("subject_subject",
+                    f"the {a['colour']} and the {b['colour']} subjects apart",
+                    f"the {a['colour']} and the {b['colour']} subjects closer to each other",
+                    detail)  # fmt: skip
+        colour = a["colour"]
+        turn = "counter-clockwise" if a["angle_deg"] < 0 else "clockwise"
+        if abs(math.log(max(a["scale"], 1e-6))) > 0.12 or a["anisotropy"] > 1.25:
+            grows = a["scale"] >= 1.0
+            return ("deformation", f"the {colour} object in its original shape",
+                    f"the {colour} object {'stretched larger' if grows else 'squashed smaller'}",
+                    detail | {"grows": grows})  # fmt: skip
+        if abs(a["angle_deg"]) > 15.0:
+            deg = int(round(abs(a["angle_deg"]) / 15.0) * 15)
+            if a["pivot_dist"] > 1.0:
+                return ("pose", f"the {colour} figure with its limb at rest",
+                        f"the {colour} figure with its limb swung {turn}",
+                        detail | {"turn": turn, "degrees": deg})  # fmt: skip
+            return ("orientation", f"the {colour} subject facing its original way",
+                    f"the {colour} subject turned {turn} by about {deg} degrees",
+                    detail | {"turn": turn, "degrees": deg})  # fmt: skip
+        if a["nonrigid"] > 0.5:
+            return ("pose", f"the {colour} figure in its first posture",
+                    f"the {colour} figure in a changed posture", detail)  # fmt: skip
+        d = direction_words(a["dx"], a["dy"])
+        place1 = place_words(a["cx"] + a["dx"], w)
+        return ("locomotion", f"the {colour} subject {place0}",
+                f"the {colour} subject moved {d}, now {place1}",
+                detail | {"direction": d, "from": place0, "to": place1})  # fmt: skip
+
+    def judge(self, pair: PairInput) -> Verdict:
+        img0, img1 = load_pair(pair.frame0, pair.frame1, self.flow_cfg["max_side"])
+        m = self.measure(img0, img1)
+        c = self.cfg
+        numbers = {k: v for k, v in m.items() if k not in ("flow", "moving", "diag")}
+        quality_ok = m["sharpness"] >= c["min_sharpness"] and m["noise"] <= c["max_noise"]
+        setting_ok = (
+            m["warp_error"] <= c["max_warp_error"]
+            and m["histogram_correlation"] >= c["min_histogram_correlation"]
+        )
+        subject_ok = (
+            m["exit_frac"] <= c["max_exit_fraction"]
+            and m["unexplained_frac"] <= c["max_unexplained"]
+        )
+        motion_ok = m["motion_peak"] >= c["min_motion"]
+        category, before, after, geometry = self.categorise(m, img0)
+        reason = "ok"
+        for ok, name in ((quality_ok, "quality"), (setting_ok, "setting"),
+                         (subject_ok, "subject"), (motion_ok, "motion")):  # fmt: skip
+            if not ok:
+                reason = name
+                break
+        return Verdict(
+            setting_ok=setting_ok, motion_ok=motion_ok, subject_ok=subject_ok,
+            quality_ok=quality_ok, before=before, after=after,
+            summary=f"{before} -> {after}", category=category, reason=reason,
+            details=numbers | geometry,
+        )  # fmt: skip

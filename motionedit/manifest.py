@@ -1,0 +1,92 @@
+"""The fetch stage: a source shard's videos, probed, as one manifest table.
+
+Every video the source named gets a row. A video that could not be fetched, decoded or
+used keeps its row with ``error`` set, so the dataset funnel can be counted from the files
+and a user can see why a particular video produced nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from motionedit.runlog import progress
+from motionedit.sources import fetch_shard
+from motionedit.video import VideoError, probe
+
+COLUMNS = [
+    "video_id", "source", "path", "origin", "sha256", "bytes", "duration_s", "fps",
+    "n_frames", "width", "height", "codec", "rotation", "start_s", "keyframes_s", "error",
+]  # fmt: skip
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_usable(info, video_cfg: dict[str, Any]) -> str | None:
+    """Reasons a decodable video is still unusable, or None."""
+    short = min(info.width, info.height)
+    if short < video_cfg["min_side"]:
+        return (
+            f"resolution {info.width}x{info.height} below video.min_side={video_cfg['min_side']}"
+        )
+    if info.duration_s > video_cfg["max_duration_s"]:
+        return (
+            f"duration {info.duration_s:.1f} s above video.max_duration_s="
+            f"{video_cfg['max_duration_s']}"
+        )
+    return None
+
+
+def probe_row(video_id: str, source: str, path: str, origin: str, video_cfg: dict) -> dict:
+    row: dict[str, Any] = {c: None for c in COLUMNS}
+    row.update(video_id=video_id, source=source, path=path, origin=origin)
+    p = Path(path)
+    row["bytes"] = p.stat().st_size if p.exists() else None
+    if p.exists():
+        row["sha256"] = sha256_file(p)
+    try:
+        info = probe(p)
+    except VideoError as exc:
+        row["error"] = str(exc)
+        return row
+    row.update(
+        duration_s=info.duration_s, fps=info.fps, n_frames=info.n_frames, width=info.width,
+        height=info.height, codec=info.codec, rotation=info.rotation, start_s=info.start_s,
+        keyframes_s=info.keyframes_s,
+    )  # fmt: skip
+    row["error"] = check_usable(info, video_cfg)
+    return row
+
+
+def build_manifest(
+    source: dict, shard: str, out_dir: str | Path, video_cfg: dict, log: logging.Logger
+) -> pd.DataFrame:
+    fetched = fetch_shard(source, shard, Path(out_dir))
+    log.info("source %s shard %s: %d videos fetched", source["name"], shard, len(fetched))
+    rows = []
+    for item in progress(fetched, desc=f"probe {source['name']}/{shard}"):
+        if item.error or not item.path:
+            row = {c: None for c in COLUMNS}
+            row.update(video_id=item.video_id, source=source["name"], path=item.path,
+                       origin=item.origin, error=item.error or "no file")  # fmt: skip
+        else:
+            row = probe_row(item.video_id, source["name"], item.path, item.origin, video_cfg)
+        if row["error"]:
+            log.warning("%s: %s", item.video_id, row["error"])
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    for col in ("bytes", "n_frames", "width", "height", "rotation"):
+        df[col] = df[col].astype("Int64")
+    for col in ("duration_s", "fps", "start_s"):
+        df[col] = df[col].astype("float64")
+    return df.sort_values("video_id", kind="stable").reset_index(drop=True)

@@ -1,0 +1,119 @@
+"""The prefilter stage: cheap, explained decisions on the flow of every candidate pair.
+
+It runs before any MLLM is paid, so it removes what flow alone can tell apart: pairs where
+nothing moves, pairs where the camera moves (the border moves, or one global affine motion
+explains the whole frame), and pairs whose motion is too large to be an edit. Every pair
+keeps its numbers so that thresholds can be revisited from the table without recomputing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from motionedit.flow import FlowEstimator, make_flow
+from motionedit.pairs import load_pair
+from motionedit.runlog import progress
+
+COLUMNS = [
+    "pair_id", "video_id", "source", "motion_mean", "motion_peak", "motion_moving",
+    "moving_frac", "border_motion", "border_moving", "global_fit", "global_motion",
+    "keep", "reason", "error",
+]  # fmt: skip
+
+
+def border_mask(h: int, w: int, fraction: float) -> np.ndarray:
+    bh, bw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    mask = np.ones((h, w), bool)
+    mask[bh : h - bh, bw : w - bw] = False
+    return mask
+
+
+def global_affine(flow: np.ndarray, tol_px: float, step: int = 4) -> tuple[float, float]:
+    """How well one affine motion of the whole frame explains the flow.
+
+    Returns (fraction of pixels within ``tol_px`` of the fitted motion, mean magnitude of
+    the fitted motion in pixels). A static background with a moving subject fits the
+    identity; a pan or zoom fits a non-trivial affine that explains nearly every pixel.
+    """
+    h, w = flow.shape[:2]
+    ys, xs = np.mgrid[0:h:step, 0:w:step]
+    src = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
+    dst = src + flow[ys.ravel(), xs.ravel()]
+    m, _ = cv2.estimateAffine2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=tol_px, maxIters=500,
+        confidence=0.99, refineIters=5,
+    )  # fmt: skip
+    if m is None:
+        return 0.0, 0.0
+    pred = src @ m[:, :2].T + m[:, 2]
+    fitted = pred - src
+    resid = np.linalg.norm(dst - pred, axis=1)
+    return float((resid <= tol_px).mean()), float(np.linalg.norm(fitted, axis=1).mean())
+
+
+def flow_stats(flow: np.ndarray, cfg: dict[str, Any]) -> dict[str, float]:
+    """Motion numbers of one pair, magnitudes normalised by the image diagonal."""
+    h, w = flow.shape[:2]
+    diag = float(np.hypot(h, w))
+    mag = np.linalg.norm(flow, axis=-1) / diag
+    moving = mag > cfg["moving_threshold"]
+    border = border_mask(h, w, cfg["border_fraction"])
+    fit, gmotion = global_affine(flow, tol_px=max(0.5, cfg["moving_threshold"] * diag))
+    return {
+        "motion_mean": float(mag.mean()),
+        "motion_peak": float(np.percentile(mag, 99)),
+        "motion_moving": float(mag[moving].mean()) if moving.any() else 0.0,
+        "moving_frac": float(moving.mean()),
+        "border_motion": float(mag[border].mean()),
+        "border_moving": float(moving[border].mean()),
+        "global_fit": fit,
+        "global_motion": gmotion / diag,
+    }
+
+
+def decide(stats: dict[str, float], cfg: dict[str, Any]) -> tuple[bool, str]:
+    """Keep or drop, with the reason; checks run cheapest-explanation first."""
+    if stats["motion_peak"] < cfg["min_motion"] or stats["moving_frac"] < cfg["min_moving_fraction"]:
+        return False, "static"
+    if stats["border_moving"] > cfg["max_border_moving"]:
+        return False, "camera_motion:border"
+    if stats["global_motion"] > cfg["moving_threshold"] and stats["global_fit"] > cfg["max_global_fit"]:
+        return False, "camera_motion:global_affine"
+    if stats["motion_moving"] > cfg["max_motion"]:
+        return False, "extreme_motion"
+    return True, "ok"
+
+
+def prefilter_shard(
+    frames: pd.DataFrame,
+    cfg: dict[str, Any],
+    flow_cfg: dict[str, Any],
+    log: logging.Logger,
+    flow: FlowEstimator | None = None,
+) -> pd.DataFrame:
+    flow = flow or make_flow(flow_cfg)
+    todo = frames[frames["error"].isna() & frames["skip"].isna()]
+    log.info("%d candidate pairs", len(todo))
+    rows = []
+    for _, pair in progress(todo.iterrows(), desc="prefilter", total=len(todo)):
+        row = {c: None for c in COLUMNS}
+        row.update(pair_id=pair.pair_id, video_id=pair.video_id, source=pair.source)
+        try:
+            a, b = load_pair(pair.frame0, pair.frame1, flow_cfg["max_side"])
+            stats = flow_stats(flow.estimate(a[None], b[None])[0], cfg)
+        except (ValueError, cv2.error) as exc:
+            row.update(keep=False, reason="error", error=str(exc))
+        else:
+            keep, reason = decide(stats, cfg)
+            row.update(stats, keep=keep, reason=reason)
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["keep"] = df["keep"].astype(bool)
+    kept = int(df["keep"].sum())
+    log.info("kept %d of %d; reasons: %s", kept, len(df), df["reason"].value_counts().to_dict())
+    return df

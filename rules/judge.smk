@@ -1,0 +1,32 @@
+rule judge:
+    input:
+        prefilter="results/prefilter/{src}/{shard}.parquet",
+        frames="results/frames/{src}/{shard}.parquet",
+    output:
+        table="results/judge/{src}/{shard}.parquet",
+        raw="results/judge/{src}/{shard}.raw.jsonl",
+    params:
+        config={k: config[k] for k in ("judge", "prefilter", "flow")},
+    log:
+        "results/logs/judge/{src}/{shard}.log",
+    benchmark:
+        "results/benchmarks/judge/{src}/{shard}.tsv"
+    conda:
+        "../envs/mining.yaml"
+    script:
+        "../workflow_scripts/judge.py"
+
+
+rule rewrite:
+    input:
+        judge="results/judge/{src}/{shard}.parquet",
+    output:
+        table="results/instructions/{src}/{shard}.parquet",
+    params:
+        config={"rewrite": config["rewrite"]},
+    log:
+        "results/logs/rewrite/{src}/{shard}.log",
+    conda:
+        "../envs/mining.yaml"
+    script:
+        "../workflow_scripts/rewrite.py"

@@ -1,0 +1,16 @@
+rule prefilter:
+    input:
+        frames="results/frames/{src}/{shard}.parquet",
+    output:
+        table="results/prefilter/{src}/{shard}.parquet",
+    params:
+        prefilter=config["prefilter"],
+        flow=config["flow"],
+    log:
+        "results/logs/prefilter/{src}/{shard}.log",
+    benchmark:
+        "results/benchmarks/prefilter/{src}/{shard}.tsv"
+    conda:
+        "../envs/mining.yaml"
+    script:
+        "../workflow_scripts/prefilter.py"

@@ -1,0 +1,67 @@
+"""Prefilter decisions on flows whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from motionedit.flow.dis import DISFlow
+from motionedit.prefilter import decide, flow_stats
+
+CFG = {
+    "min_motion": 0.01, "max_motion": 0.25, "moving_threshold": 0.004,
+    "min_moving_fraction": 0.005, "border_fraction": 0.08, "max_border_moving": 0.5,
+    "max_global_fit": 0.6,
+}  # fmt: skip
+H, W = 120, 160
+
+
+def patch_flow(dx: float, dy: float, box=(40, 70, 60, 100)) -> np.ndarray:
+    flow = np.zeros((H, W, 2), np.float32)
+    y0, y1, x0, x1 = box
+    flow[y0:y1, x0:x1] = (dx, dy)
+    return flow
+
+
+def global_flow(fn) -> np.ndarray:
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    return np.stack(fn(xs, ys), -1).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("flow", "reason"),
+    [
+        (np.zeros((H, W, 2), np.float32), "static"),
+        (patch_flow(0.2, 0.0), "static"),
+        (patch_flow(12.0, 3.0), "ok"),
+        (patch_flow(120.0, 0.0), "extreme_motion"),
+        (global_flow(lambda x, y: (np.full_like(x, 6.0), np.zeros_like(y))), "camera_motion:border"),
+        (global_flow(lambda x, y: (0.06 * (x - W / 2), 0.06 * (y - H / 2))), "camera_motion:border"),
+    ],
+)
+def test_decisions(flow, reason):
+    assert decide(flow_stats(flow, CFG), CFG)[1] == reason
+
+
+def test_zoom_around_a_still_border_is_caught_by_the_global_fit():
+    # With the border check off, one affine motion explaining every pixel still gives it away.
+    flow = global_flow(lambda x, y: (0.03 * (x - W / 2), 0.03 * (y - H / 2)))
+    stats = flow_stats(flow, CFG)
+    assert stats["global_fit"] > 0.95
+    assert decide(stats, CFG | {"max_border_moving": 1.0})[1] == "camera_motion:global_affine"
+
+
+def test_dis_recovers_a_moving_textured_patch():
+    rng = np.random.default_rng(0)
+    # DIS needs some texture everywhere, as real backgrounds have: on a flat background it
+    # spreads the patch's motion into the void around it.
+    bg = (90 + rng.normal(0, 12, (H, W, 3))).clip(0, 255).astype(np.uint8)
+    patch = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    a, b = bg.copy(), bg.copy()
+    a[40:70, 30:70] = patch
+    b[40:70, 38:78] = patch  # 8 px to the right
+    flow = DISFlow("medium").estimate(a[None], b[None])[0]
+    assert abs(np.median(flow[45:65, 35:65, 0]) - 8.0) < 0.5
+    assert np.abs(flow[:20, :20]).max() < 0.1
+    stats = flow_stats(flow, CFG)
+    assert decide(stats, CFG) == (True, "ok")

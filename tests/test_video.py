@@ -1,0 +1,87 @@
+"""Probing and frame extraction on real files, the bad ones included."""
+
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+from conftest import make_bad_videos, make_video
+
+from motionedit.frames import window_bounds
+from motionedit.manifest import probe_row
+from motionedit.video import VideoError, extract_frames, frame_index, plan_groups, probe
+
+VIDEO_CFG = {"min_side": 32, "max_duration_s": 3600}
+
+
+def decoded_frames(path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+@pytest.mark.parametrize("gop", [12, 1000])
+def test_extracts_exactly_the_requested_frames(tmp_path, gop):
+    video = make_video(tmp_path / "v.mp4", seconds=9, gop=gop)
+    info = probe(video)
+    assert info.n_frames == 216 and abs(info.duration_s - 9.0) < 1e-6
+    wanted = sorted({frame_index(info, t) for t in (0.0, 3.0, 6.0, 9.0)})
+    assert wanted[-1] == 215  # t = duration is clamped to the last frame
+    outs = {i: tmp_path / f"{i}.png" for i in wanted}
+    extract_frames(video, info, wanted, outs)
+    reference = decoded_frames(video)
+    for i in wanted:
+        got = cv2.imread(str(outs[i]))[:, :, ::-1].astype(float)
+        errors = [np.abs(got - f).mean() for f in reference]
+        assert int(np.argmin(errors)) == i and min(errors) < 0.5
+
+
+def test_short_gop_splits_into_seek_groups(tmp_path):
+    info = probe(make_video(tmp_path / "v.mp4", seconds=9, gop=24))
+    assert plan_groups(info, [0, 72, 144, 215]) == [[0], [72], [144], [215]]
+    info.keyframes_s = [0.0]
+    assert plan_groups(info, [0, 72, 144, 215]) == [[0, 72, 144, 215]]
+
+
+def test_windows_fit_inside_the_video():
+    cfg = {"window_seconds": 3.0, "stride_seconds": 3.0, "max_windows_per_video": 100,
+           "min_window_fraction": 1.0}  # fmt: skip
+    assert window_bounds(9.0, 24, cfg) == [(0.0, 3.0), (3.0, 6.0), (6.0, 8.958333)]
+    assert window_bounds(8.0, 24, cfg) == [(0.0, 3.0), (3.0, 6.0)]
+    assert window_bounds(2.0, 24, cfg) == []
+    assert len(window_bounds(9.0, 24, cfg | {"stride_seconds": 1.0})) == 7
+
+
+def test_bad_inputs_become_error_rows(tmp_path):
+    videos = make_bad_videos(tmp_path)
+    rows = {k: probe_row(k, "t", str(p), str(p), VIDEO_CFG) for k, p in videos.items()}
+    assert rows["good"]["error"] is None
+    assert rows["unicode"]["error"] is None
+    assert "empty file" in rows["empty"]["error"]
+    assert "not a readable video" in rows["text"]["error"]
+    assert "no video stream" in rows["audio_only"]["error"]
+    assert "below video.min_side=32" in rows["tiny"]["error"]
+    assert "not a readable video container" in rows["truncated"]["error"]
+    # A truncated file whose index survived keeps the frames it still holds.
+    assert rows["truncated_faststart"]["error"] is None
+    assert rows["truncated_faststart"]["n_frames"] < 168
+    assert rows["one_frame"]["error"] is None and rows["one_frame"]["n_frames"] == 1
+    rot = rows["rotated"]
+    assert rot["error"] is None and rot["rotation"] in (90, 270)
+    assert (rot["width"], rot["height"]) == (64, 96)  # display orientation
+
+
+def test_rotated_video_frames_come_out_upright(tmp_path):
+    videos = make_bad_videos(tmp_path)
+    info = probe(videos["rotated"])
+    out = {0: tmp_path / "r0.png"}
+    extract_frames(videos["rotated"], info, [0], out)
+    assert cv2.imread(str(out[0])).shape[:2] == (96, 64)
+
+
+def test_missing_frames_are_an_error(tmp_path):
+    video = make_video(tmp_path / "v.mp4", seconds=4)
+    info = probe(video)
+    info.n_frames = 1000  # pretend the header promised more than the stream holds
+    with pytest.raises(VideoError, match="not delivered"):
+        extract_frames(video, info, [900], {900: tmp_path / "x.png"})

@@ -1,0 +1,11 @@
+"""Cut one shard's videos into windows and save each window's first and last frame."""
+
+from motionedit.frames import extract_shard
+from motionedit.runlog import job_logger
+from motionedit.tables import read_table, write_table
+
+log = job_logger(snakemake.log)
+table = extract_shard(
+    read_table(snakemake.input.manifest), snakemake.output.frames, snakemake.params.frames, log
+)
+write_table(table, snakemake.output.table)

@@ -1,0 +1,16 @@
+"""Judge one shard's prefiltered pairs."""
+
+from motionedit.judge import make_judge
+from motionedit.judge.stage import judge_shard
+from motionedit.runlog import job_logger
+from motionedit.tables import read_table, write_table
+
+log = job_logger(snakemake.log)
+table = judge_shard(
+    read_table(snakemake.input.prefilter),
+    read_table(snakemake.input.frames),
+    make_judge(snakemake.params.config),
+    snakemake.output.raw,
+    log,
+)
+write_table(table, snakemake.output.table)

@@ -1,0 +1,11 @@
+"""Flow statistics and keep/drop decisions for one shard's candidate pairs."""
+
+from motionedit.prefilter import prefilter_shard
+from motionedit.runlog import job_logger
+from motionedit.tables import read_table, write_table
+
+log = job_logger(snakemake.log)
+table = prefilter_shard(
+    read_table(snakemake.input.frames), snakemake.params.prefilter, snakemake.params.flow, log
+)
+write_table(table, snakemake.output.table)

@@ -1,0 +1,12 @@
+"""Rewrite one shard's kept summaries into imperative instructions."""
+
+from motionedit.judge import make_rewriter
+from motionedit.judge.stage import rewrite_shard
+from motionedit.runlog import job_logger
+from motionedit.tables import read_table, write_table
+
+log = job_logger(snakemake.log)
+table = rewrite_shard(
+    read_table(snakemake.input.judge), make_rewriter(snakemake.params.config), log
+)
+write_table(table, snakemake.output.table)
