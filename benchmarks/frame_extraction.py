@@ -1,0 +1,82 @@
+"""Frame extraction time relative to a plain full decode of the same videos.
+
+For every video of the synthetic corpus (rendered into a temporary folder), times the frames
+stage's extraction of all window frames against `ffmpeg -i V -f null -`, both run in this
+process one after the other, and prints the ratio (target: at most 1.0). It also re-encodes
+the corpus with one keyframe per video (the worst case for seeking) and reports that ratio.
+
+    .venv/bin/python benchmarks/frame_extraction.py [--config config.yaml] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from motionedit.config import load_config
+from motionedit.frames import window_bounds
+from motionedit.sources import fetch_shard, shard_names
+from motionedit.video import extract_frames, ffmpeg_exe, frame_index, probe
+
+
+def full_decode(path: Path) -> None:
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+                   check=True)  # fmt: skip
+
+
+def extract_all(path: Path, cfg: dict, out: Path) -> int:
+    info = probe(path)
+    idx = sorted({frame_index(info, t) for w in window_bounds(info.duration_s, info.fps, cfg)
+                  for t in w})  # fmt: skip
+    extract_frames(path, info, idx, {i: out / f"{path.stem}_{i}.png" for i in idx})
+    return len(idx)
+
+
+def measure(videos: list[Path], cfg: dict, out: Path, repeat: int) -> tuple[float, float, int]:
+    best_x, best_d, n = float("inf"), float("inf"), 0
+    for _ in range(repeat):
+        t = time.perf_counter()
+        n = sum(extract_all(v, cfg, out) for v in videos)
+        best_x = min(best_x, time.perf_counter() - t)
+        t = time.perf_counter()
+        for v in videos:
+            full_decode(v)
+        best_d = min(best_d, time.perf_counter() - t)
+    return best_x, best_d, n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="config.yaml")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    config = load_config(args.config)
+    source = next(s for s in config["sources"] if s["kind"] == "synthetic")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        videos = [Path(v.path) for shard in shard_names(source)
+                  for v in fetch_shard(source, shard, tmp / "videos" / shard) if v.path]  # fmt: skip
+        (tmp / "frames").mkdir()
+        x, d, n = measure(videos, config["frames"], tmp / "frames", args.repeat)
+        print(f"{len(videos)} videos, {n} frames extracted")
+        print(f"extraction {x:.3f} s, full decode {d:.3f} s, ratio {x / d:.2f} (target <= 1.0)")
+        long_gop = []
+        for v in videos:
+            dst = tmp / "long_gop" / v.name
+            dst.parent.mkdir(exist_ok=True)
+            subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(v), "-c:v",
+                            "libx264", "-g", "100000", "-pix_fmt", "yuv420p", str(dst)],
+                           check=True)  # fmt: skip
+            long_gop.append(dst)
+        x2, d2, _ = measure(long_gop, config["frames"], tmp / "frames", args.repeat)
+        print(f"one keyframe per video: extraction {x2:.3f} s, full decode {d2:.3f} s, "
+              f"ratio {x2 / d2:.2f}")  # fmt: skip
+    return 0 if x / d <= 1.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
