@@ -15,6 +15,6 @@ include: "rules/dataset.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.dataset.output,
-    default_target: True

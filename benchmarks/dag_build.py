@@ -32,11 +32,24 @@ def main() -> int:
         (tmp / "urls.txt").write_text(
             "".join(f"https://videos.example.org/clip/{i:07d}.mp4\n" for i in range(args.videos))
         )
-        cfg = {"sources": [{"name": "web", "kind": "url_list", "list": "urls.txt",
-                            "shards": args.shards}]}  # fmt: skip
+        cfg = {
+            "sources": [
+                {"name": "web", "kind": "url_list", "list": "urls.txt", "shards": args.shards}
+            ]
+        }
         (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
-        cmd = [snakemake, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp),
-               "--configfile", str(tmp / "config.yaml"), "--dry-run", "--quiet", "rules"]  # fmt: skip
+        cmd = [
+            snakemake,
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp),
+            "--configfile",
+            str(tmp / "config.yaml"),
+            "--dry-run",
+            "--quiet",
+            "rules",
+        ]
         t = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         elapsed = time.perf_counter() - t
@@ -44,8 +57,10 @@ def main() -> int:
             print(proc.stdout, proc.stderr)
             return 1
         print(proc.stdout.strip())
-        print(f"{args.videos} videos in {args.shards} shards: dry-run DAG build {elapsed:.2f} s "
-              f"(target < 10 s)")  # fmt: skip
+        print(
+            f"{args.videos} videos in {args.shards} shards: dry-run DAG build {elapsed:.2f} s "
+            f"(target < 10 s)"
+        )
         return 0 if elapsed < 10 else 1
 
 

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from motionedit.sources.synthetic import window_truth
 
 from motionedit.config import load_config
 from motionedit.frames import extract_shard
@@ -28,7 +29,6 @@ from motionedit.judge.stage import judge_shard
 from motionedit.manifest import build_manifest
 from motionedit.prefilter import prefilter_shard
 from motionedit.sources import shard_names
-from motionedit.sources.synthetic import window_truth
 
 
 def run(config: dict, workdir: Path) -> pd.DataFrame:
@@ -44,22 +44,33 @@ def run(config: dict, workdir: Path) -> pd.DataFrame:
             pre = prefilter_shard(frames, config["prefilter"], config["flow"], log)
             judged = judge_shard(pre, frames, make_judge(config), base / "judge.raw.jsonl", log)
             truth = pd.read_parquet(base / "videos.truth.parquet").set_index("video_id")
-            merged = frames[frames["pair_id"].notna()].merge(
-                pre[["pair_id", "keep", "reason"]], on="pair_id", how="left"
-            ).merge(
-                judged[["pair_id", "keep", "reason", "category"]].rename(
-                    columns={"keep": "judge_keep", "reason": "judge_reason"}),
-                on="pair_id", how="left",
-            )  # fmt: skip
+            merged = (
+                frames[frames["pair_id"].notna()]
+                .merge(pre[["pair_id", "keep", "reason"]], on="pair_id", how="left")
+                .merge(
+                    judged[["pair_id", "keep", "reason", "category"]].rename(
+                        columns={"keep": "judge_keep", "reason": "judge_reason"}
+                    ),
+                    on="pair_id",
+                    how="left",
+                )
+            )
             for r in merged.itertuples():
                 t = window_truth(truth.loc[r.video_id].to_dict(), r.t0, r.t1)
                 pre_keep = bool(r.keep) if pd.notna(r.keep) else False
                 final = pre_keep and bool(r.judge_keep) if pd.notna(r.judge_keep) else False
-                rows.append({
-                    "pair_id": r.pair_id, "positive": t["positive"], "label": t["label"],
-                    "prefilter_keep": pre_keep, "prefilter_reason": r.reason,
-                    "judge_reason": r.judge_reason, "kept": final, "category": r.category,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "pair_id": r.pair_id,
+                        "positive": t["positive"],
+                        "label": t["label"],
+                        "prefilter_keep": pre_keep,
+                        "prefilter_reason": r.reason,
+                        "judge_reason": r.judge_reason,
+                        "kept": final,
+                        "category": r.category,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -82,11 +93,15 @@ def report(df: pd.DataFrame) -> bool:
     print(f"  {'ALL':16s} n={len(pos):3d}  kept {pos_rate:6.1%}   (target >= 80%)\n")
     lost = pos[~pos["kept"]]
     if len(lost):
-        print("why positives were lost:", lost.groupby(["prefilter_reason", "judge_reason"],
-                                                         dropna=False).size().to_dict())  # fmt: skip
+        print(
+            "why positives were lost:",
+            lost.groupby(["prefilter_reason", "judge_reason"], dropna=False).size().to_dict(),
+        )
     saved = (~df["prefilter_keep"]).sum()
-    print(f"MLLM calls saved by the prefilter: {saved} of {len(df)} candidate pairs "
-          f"({saved / max(len(df), 1):.1%}); the judge would be paid for {len(df) - saved}.")
+    print(
+        f"MLLM calls saved by the prefilter: {saved} of {len(df)} candidate pairs "
+        f"({saved / max(len(df), 1):.1%}); the judge would be paid for {len(df) - saved}."
+    )
     return bool(neg_rate >= 0.9 and pos_rate >= 0.8)
 
 

@@ -24,14 +24,16 @@ from motionedit.video import extract_frames, ffmpeg_exe, frame_index, probe
 
 
 def full_decode(path: Path) -> None:
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"], check=True
+    )
 
 
 def extract_all(path: Path, cfg: dict, out: Path) -> int:
     info = probe(path)
-    idx = sorted({frame_index(info, t) for w in window_bounds(info.duration_s, info.fps, cfg)
-                  for t in w})  # fmt: skip
+    idx = sorted(
+        {frame_index(info, t) for w in window_bounds(info.duration_s, info.fps, cfg) for t in w}
+    )
     extract_frames(path, info, idx, {i: out / f"{path.stem}_{i}.png" for i in idx})
     return len(idx)
 
@@ -58,8 +60,12 @@ def main() -> int:
     source = next(s for s in config["sources"] if s["kind"] == "synthetic")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        videos = [Path(v.path) for shard in shard_names(source)
-                  for v in fetch_shard(source, shard, tmp / "videos" / shard) if v.path]  # fmt: skip
+        videos = [
+            Path(v.path)
+            for shard in shard_names(source)
+            for v in fetch_shard(source, shard, tmp / "videos" / shard)
+            if v.path
+        ]
         (tmp / "frames").mkdir()
         x, d, n = measure(videos, config["frames"], tmp / "frames", args.repeat)
         print(f"{len(videos)} videos, {n} frames extracted")
@@ -68,13 +74,30 @@ def main() -> int:
         for v in videos:
             dst = tmp / "long_gop" / v.name
             dst.parent.mkdir(exist_ok=True)
-            subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(v), "-c:v",
-                            "libx264", "-g", "100000", "-pix_fmt", "yuv420p", str(dst)],
-                           check=True)  # fmt: skip
+            subprocess.run(
+                [
+                    ffmpeg_exe(),
+                    "-nostdin",
+                    "-v",
+                    "error",
+                    "-i",
+                    str(v),
+                    "-c:v",
+                    "libx264",
+                    "-g",
+                    "100000",
+                    "-pix_fmt",
+                    "yuv420p",
+                    str(dst),
+                ],
+                check=True,
+            )
             long_gop.append(dst)
         x2, d2, _ = measure(long_gop, config["frames"], tmp / "frames", args.repeat)
-        print(f"one keyframe per video: extraction {x2:.3f} s, full decode {d2:.3f} s, "
-              f"ratio {x2 / d2:.2f}")  # fmt: skip
+        print(
+            f"one keyframe per video: extraction {x2:.3f} s, full decode {d2:.3f} s, "
+            f"ratio {x2 / d2:.2f}"
+        )
     return 0 if x / d <= 1.0 else 1
 
 

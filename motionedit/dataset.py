@@ -29,9 +29,19 @@ from motionedit.tables import read_tables
 
 SPLITS = ("train", "bench")
 COLUMNS = [
-    "id", "prompt", "category", "source", "video_id", "t0", "t1", "motion_mean",
-    "width", "height", "frame0", "frame1",
-]  # fmt: skip
+    "id",
+    "prompt",
+    "category",
+    "source",
+    "video_id",
+    "t0",
+    "t1",
+    "motion_mean",
+    "width",
+    "height",
+    "frame0",
+    "frame1",
+]
 
 
 def _rank(seed: int, key: str) -> str:
@@ -131,23 +141,40 @@ def write_split(rows: pd.DataFrame, split_dir: Path, image_format: str) -> None:
         _copy_image(r.frame0, split_dir / rel[0], image_format)
         _copy_image(r.frame1, split_dir / rel[1], image_format)
         meta = {
-            "id": r.id, "prompt": r.prompt, "image": rel, "category": r.category,
-            "source": r.source, "video_id": r.video_id, "t0": float(r.t0), "t1": float(r.t1),
+            "id": r.id,
+            "prompt": r.prompt,
+            "image": rel,
+            "category": r.category,
+            "source": r.source,
+            "video_id": r.video_id,
+            "t0": float(r.t0),
+            "t1": float(r.t1),
             "motion_mean": round(float(r.motion_mean), 6),
-        }  # fmt: skip
+        }
         records.append(json.dumps(meta, ensure_ascii=False))
         table_rows.append(
             {k: meta[k] for k in HF_FEATURES if k in meta}
-            | {"input_image": _image_struct(split_dir / rel[0], rel[0]),
-               "target_image": _image_struct(split_dir / rel[1], rel[1])}  # fmt: skip
+            | {
+                "input_image": _image_struct(split_dir / rel[0], rel[0]),
+                "target_image": _image_struct(split_dir / rel[1], rel[1]),
+            }
         )
     (split_dir / "metadata.jsonl").write_text("".join(line + "\n" for line in records))
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     schema = pa.schema(
-        [(k, image_type if v["_type"] == "Image" else pa.from_numpy_dtype(np.dtype(v["dtype"]))
-          if v["dtype"] != "string" else pa.string()) for k, v in HF_FEATURES.items()],
+        [
+            (
+                k,
+                image_type
+                if v["_type"] == "Image"
+                else pa.from_numpy_dtype(np.dtype(v["dtype"]))
+                if v["dtype"] != "string"
+                else pa.string(),
+            )
+            for k, v in HF_FEATURES.items()
+        ],
         metadata={"huggingface": json.dumps({"info": {"features": HF_FEATURES}})},
-    )  # fmt: skip
+    )
     table = pa.Table.from_pylist(table_rows, schema=schema)
     pq.write_table(table, split_dir / "data.parquet", compression="zstd")
 
@@ -160,9 +187,13 @@ def _reason_key(text: Any) -> str:
 
 
 def funnel(
-    manifests: list[str], frames: list[str], prefilter: list[str], judge: list[str],
-    instructions: list[str], dataset: pd.DataFrame,
-) -> dict[str, Any]:  # fmt: skip
+    manifests: list[str],
+    frames: list[str],
+    prefilter: list[str],
+    judge: list[str],
+    instructions: list[str],
+    dataset: pd.DataFrame,
+) -> dict[str, Any]:
     """Counts per stage and per reason: where the videos and pairs went."""
     man, fr = read_tables(manifests), read_tables(frames)
     pre, jd, ins = read_tables(prefilter), read_tables(judge), read_tables(instructions)
@@ -203,10 +234,12 @@ def funnel(
             "errors": counts(ins.loc[ins["error"].notna(), "error"]) if len(ins) else {},
         },
         "dataset": {
-            s: {"pairs": int((dataset["split"] == s).sum()),
-                "videos": int(dataset.loc[dataset["split"] == s, "video_id"].nunique())}
+            s: {
+                "pairs": int((dataset["split"] == s).sum()),
+                "videos": int(dataset.loc[dataset["split"] == s, "video_id"].nunique()),
+            }
             for s in SPLITS
-        },  # fmt: skip
+        },
         "categories": {s: hist(dataset[dataset["split"] == s]) for s in SPLITS}
         | {"all": hist(dataset)},
     }
@@ -222,9 +255,15 @@ def funnel(
 
 
 def build_dataset(
-    manifests: list[str], frames: list[str], prefilter: list[str], judge: list[str],
-    instructions: list[str], out_dir: str | Path, cfg: dict[str, Any], seed: int,
-) -> dict[str, Any]:  # fmt: skip
+    manifests: list[str],
+    frames: list[str],
+    prefilter: list[str],
+    judge: list[str],
+    instructions: list[str],
+    out_dir: str | Path,
+    cfg: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
     out_dir = Path(out_dir)
     pairs = collect_pairs(frames, prefilter, judge, instructions)
     assignment = split_videos(pairs, cfg["bench_fraction"], seed)

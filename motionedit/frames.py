@@ -19,9 +19,19 @@ from motionedit.runlog import progress
 from motionedit.video import VideoError, VideoInfo, extract_frames, frame_index
 
 COLUMNS = [
-    "pair_id", "video_id", "source", "window", "t0", "t1", "frame0", "frame1", "width",
-    "height", "skip", "error",
-]  # fmt: skip
+    "pair_id",
+    "video_id",
+    "source",
+    "window",
+    "t0",
+    "t1",
+    "frame0",
+    "frame1",
+    "width",
+    "height",
+    "skip",
+    "error",
+]
 
 
 def video_key(video_id: str) -> str:
@@ -64,11 +74,16 @@ def scene_cut_times(path: str, threshold: float) -> list[float]:
 
 def _info(row: pd.Series) -> VideoInfo:
     return VideoInfo(
-        duration_s=float(row.duration_s), fps=float(row.fps), n_frames=int(row.n_frames),
-        width=int(row.width), height=int(row.height), codec=str(row.codec),
-        rotation=int(row.rotation), start_s=float(row.start_s),
+        duration_s=float(row.duration_s),
+        fps=float(row.fps),
+        n_frames=int(row.n_frames),
+        width=int(row.width),
+        height=int(row.height),
+        codec=str(row.codec),
+        rotation=int(row.rotation),
+        start_s=float(row.start_s),
         keyframes_s=[float(t) for t in row.keyframes_s],
-    )  # fmt: skip
+    )
 
 
 def video_pairs(row: pd.Series, out_dir: Path, cfg: dict[str, Any]) -> list[dict]:
@@ -89,10 +104,19 @@ def video_pairs(row: pd.Series, out_dir: Path, cfg: dict[str, Any]) -> list[dict
         i0, i1 = frame_index(info, t0), frame_index(info, t1)
         cut = next((c for c in cuts if t0 < c <= t1), None)
         r = {
-            "pair_id": f"{key}_w{k:03d}", "video_id": row.video_id, "source": row.source,
-            "window": k, "t0": t0, "t1": t1, "frame0": None, "frame1": None,
-            "width": info.width, "height": info.height, "skip": None, "error": None,
-        }  # fmt: skip
+            "pair_id": f"{key}_w{k:03d}",
+            "video_id": row.video_id,
+            "source": row.source,
+            "window": k,
+            "t0": t0,
+            "t1": t1,
+            "frame0": None,
+            "frame1": None,
+            "width": info.width,
+            "height": info.height,
+            "skip": None,
+            "error": None,
+        }
         if cut is not None:
             r["skip"] = f"scene cut at {cut:.2f} s inside the window"
         else:
@@ -118,8 +142,10 @@ def extract_shard(
             rows.extend(video_pairs(row, out_dir, cfg))
         except VideoError as exc:
             log.warning("%s: %s", row.video_id, exc)
-            rows.append({c: None for c in COLUMNS} | {
-                "video_id": row.video_id, "source": row.source, "error": str(exc)})  # fmt: skip
+            rows.append(
+                {c: None for c in COLUMNS}
+                | {"video_id": row.video_id, "source": row.source, "error": str(exc)}
+            )
     df = pd.DataFrame(rows, columns=COLUMNS)
     for col in ("window", "width", "height"):
         df[col] = df[col].astype("Int64")

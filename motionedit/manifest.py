@@ -19,9 +19,23 @@ from motionedit.sources import fetch_shard
 from motionedit.video import VideoError, probe
 
 COLUMNS = [
-    "video_id", "source", "path", "origin", "sha256", "bytes", "duration_s", "fps",
-    "n_frames", "width", "height", "codec", "rotation", "start_s", "keyframes_s", "error",
-]  # fmt: skip
+    "video_id",
+    "source",
+    "path",
+    "origin",
+    "sha256",
+    "bytes",
+    "duration_s",
+    "fps",
+    "n_frames",
+    "width",
+    "height",
+    "codec",
+    "rotation",
+    "start_s",
+    "keyframes_s",
+    "error",
+]
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -36,9 +50,7 @@ def check_usable(info, video_cfg: dict[str, Any]) -> str | None:
     """Reasons a decodable video is still unusable, or None."""
     short = min(info.width, info.height)
     if short < video_cfg["min_side"]:
-        return (
-            f"resolution {info.width}x{info.height} below video.min_side={video_cfg['min_side']}"
-        )
+        return f"resolution {info.width}x{info.height} below video.min_side={video_cfg['min_side']}"
     if info.duration_s > video_cfg["max_duration_s"]:
         return (
             f"duration {info.duration_s:.1f} s above video.max_duration_s="
@@ -60,10 +72,16 @@ def probe_row(video_id: str, source: str, path: str, origin: str, video_cfg: dic
         row["error"] = str(exc)
         return row
     row.update(
-        duration_s=info.duration_s, fps=info.fps, n_frames=info.n_frames, width=info.width,
-        height=info.height, codec=info.codec, rotation=info.rotation, start_s=info.start_s,
+        duration_s=info.duration_s,
+        fps=info.fps,
+        n_frames=info.n_frames,
+        width=info.width,
+        height=info.height,
+        codec=info.codec,
+        rotation=info.rotation,
+        start_s=info.start_s,
         keyframes_s=info.keyframes_s,
-    )  # fmt: skip
+    )
     row["error"] = check_usable(info, video_cfg)
     return row
 
@@ -77,8 +95,13 @@ def build_manifest(
     for item in progress(fetched, desc=f"probe {source['name']}/{shard}"):
         if item.error or not item.path:
             row = {c: None for c in COLUMNS}
-            row.update(video_id=item.video_id, source=source["name"], path=item.path,
-                       origin=item.origin, error=item.error or "no file")  # fmt: skip
+            row.update(
+                video_id=item.video_id,
+                source=source["name"],
+                path=item.path,
+                origin=item.origin,
+                error=item.error or "no file",
+            )
         else:
             row = probe_row(item.video_id, source["name"], item.path, item.origin, video_cfg)
         if row["error"]:

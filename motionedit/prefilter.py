@@ -20,10 +20,21 @@ from motionedit.pairs import load_pair
 from motionedit.runlog import progress
 
 COLUMNS = [
-    "pair_id", "video_id", "source", "motion_mean", "motion_peak", "motion_moving",
-    "moving_frac", "border_motion", "border_moving", "global_fit", "global_motion",
-    "keep", "reason", "error",
-]  # fmt: skip
+    "pair_id",
+    "video_id",
+    "source",
+    "motion_mean",
+    "motion_peak",
+    "motion_moving",
+    "moving_frac",
+    "border_motion",
+    "border_moving",
+    "global_fit",
+    "global_motion",
+    "keep",
+    "reason",
+    "error",
+]
 
 
 def border_mask(h: int, w: int, fraction: float) -> np.ndarray:
@@ -45,9 +56,14 @@ def global_affine(flow: np.ndarray, tol_px: float, step: int = 4) -> tuple[float
     src = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
     dst = src + flow[ys.ravel(), xs.ravel()]
     m, _ = cv2.estimateAffine2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=tol_px, maxIters=500,
-        confidence=0.99, refineIters=5,
-    )  # fmt: skip
+        src,
+        dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=tol_px,
+        maxIters=500,
+        confidence=0.99,
+        refineIters=5,
+    )
     if m is None:
         return 0.0, 0.0
     pred = src @ m[:, :2].T + m[:, 2]
@@ -78,11 +94,17 @@ def flow_stats(flow: np.ndarray, cfg: dict[str, Any]) -> dict[str, float]:
 
 def decide(stats: dict[str, float], cfg: dict[str, Any]) -> tuple[bool, str]:
     """Keep or drop, with the reason; checks run cheapest-explanation first."""
-    if stats["motion_peak"] < cfg["min_motion"] or stats["moving_frac"] < cfg["min_moving_fraction"]:
+    if (
+        stats["motion_peak"] < cfg["min_motion"]
+        or stats["moving_frac"] < cfg["min_moving_fraction"]
+    ):
         return False, "static"
     if stats["border_moving"] > cfg["max_border_moving"]:
         return False, "camera_motion:border"
-    if stats["global_motion"] > cfg["moving_threshold"] and stats["global_fit"] > cfg["max_global_fit"]:
+    if (
+        stats["global_motion"] > cfg["moving_threshold"]
+        and stats["global_fit"] > cfg["max_global_fit"]
+    ):
         return False, "camera_motion:global_affine"
     if stats["motion_moving"] > cfg["max_motion"]:
         return False, "extreme_motion"

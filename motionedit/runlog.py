@@ -34,8 +34,16 @@ def setup_logging(log_path: str | Path | None, name: str = "motionedit") -> logg
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
     """A progress bar on stderr that stays out of logs when stderr is not a terminal."""
     return iter(
-        tqdm(items, desc=desc, total=total, unit="it", dynamic_ncols=True,
-             disable=None, file=sys.stderr, mininterval=1.0)
+        tqdm(
+            items,
+            desc=desc,
+            total=total,
+            unit="it",
+            dynamic_ncols=True,
+            disable=None,
+            file=sys.stderr,
+            mininterval=1.0,
+        )
     )
 
 

@@ -179,10 +179,21 @@ def extract_frames(
         )
         pattern = tmp_dir / f".extract-{g:03d}-%04d.png"
         cmd += [
-            "-map", f"{g}:v:0", "-vf", f"select='{terms}'", "-fps_mode", "passthrough",
-            "-frames:v", str(len(group)), "-f", "image2", str(pattern),
-        ]  # fmt: skip
-        staged += [(idx, tmp_dir / f".extract-{g:03d}-{k + 1:04d}.png") for k, idx in enumerate(group)]
+            "-map",
+            f"{g}:v:0",
+            "-vf",
+            f"select='{terms}'",
+            "-fps_mode",
+            "passthrough",
+            "-frames:v",
+            str(len(group)),
+            "-f",
+            "image2",
+            str(pattern),
+        ]
+        staged += [
+            (idx, tmp_dir / f".extract-{g:03d}-{k + 1:04d}.png") for k, idx in enumerate(group)
+        ]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:

@@ -2,7 +2,6 @@
 from motionedit.config import validate_config
 from motionedit.sources import shard_names
 
-
 validate_config(config)
 
 SOURCES = {s["name"]: s for s in config["sources"]}

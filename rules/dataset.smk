@@ -13,14 +13,14 @@ rule dataset:
         bench_table="results/dataset/bench/data.parquet",
         bench_images=directory("results/dataset/bench/images"),
         stats="results/dataset/stats.json",
-    params:
-        dataset=config["dataset"],
-        seed=config["seed"],
     log:
         "results/logs/dataset/dataset.log",
     benchmark:
         "results/benchmarks/dataset/dataset.tsv"
     conda:
         "../envs/mining.yaml"
+    params:
+        dataset=config["dataset"],
+        seed=config["seed"],
     script:
         "../workflow_scripts/dataset.py"

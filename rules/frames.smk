@@ -4,13 +4,13 @@ rule frames:
     output:
         table="results/frames/{src}/{shard}.parquet",
         frames=directory("results/frames/{src}/{shard}"),
-    params:
-        frames=config["frames"],
     log:
         "results/logs/frames/{src}/{shard}.log",
     benchmark:
         "results/benchmarks/frames/{src}/{shard}.tsv"
     conda:
         "../envs/mining.yaml"
+    params:
+        frames=config["frames"],
     script:
         "../workflow_scripts/frames.py"

@@ -5,14 +5,14 @@ rule judge:
     output:
         table="results/judge/{src}/{shard}.parquet",
         raw="results/judge/{src}/{shard}.raw.jsonl",
-    params:
-        config={k: config[k] for k in ("judge", "prefilter", "flow")},
     log:
         "results/logs/judge/{src}/{shard}.log",
     benchmark:
         "results/benchmarks/judge/{src}/{shard}.tsv"
     conda:
         "../envs/mining.yaml"
+    params:
+        config={k: config[k] for k in ("judge", "prefilter", "flow")},
     script:
         "../workflow_scripts/judge.py"
 
@@ -22,11 +22,11 @@ rule rewrite:
         judge="results/judge/{src}/{shard}.parquet",
     output:
         table="results/instructions/{src}/{shard}.parquet",
-    params:
-        config={"rewrite": config["rewrite"]},
     log:
         "results/logs/rewrite/{src}/{shard}.log",
     conda:
         "../envs/mining.yaml"
+    params:
+        config={"rewrite": config["rewrite"]},
     script:
         "../workflow_scripts/rewrite.py"

@@ -3,14 +3,14 @@ rule prefilter:
         frames="results/frames/{src}/{shard}.parquet",
     output:
         table="results/prefilter/{src}/{shard}.parquet",
-    params:
-        prefilter=config["prefilter"],
-        flow=config["flow"],
     log:
         "results/logs/prefilter/{src}/{shard}.log",
     benchmark:
         "results/benchmarks/prefilter/{src}/{shard}.tsv"
     conda:
         "../envs/mining.yaml"
+    params:
+        prefilter=config["prefilter"],
+        flow=config["flow"],
     script:
         "../workflow_scripts/prefilter.py"

@@ -22,13 +22,29 @@ def ffmpeg(*args: str) -> None:
 
 
 def make_video(
-    path: Path, size: str = "96x64", seconds: float = 4.0, fps: int = 24, gop: int = 48,
+    path: Path,
+    size: str = "96x64",
+    seconds: float = 4.0,
+    fps: int = 24,
+    gop: int = 48,
     extra: tuple[str, ...] = (),
-) -> Path:  # fmt: skip
+) -> Path:
     """An H.264 clip of ffmpeg's moving test pattern."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}",
-           "-c:v", "libx264", "-g", str(gop), "-pix_fmt", "yuv420p", *extra, str(path))  # fmt: skip
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate={fps}:duration={seconds}",
+        "-c:v",
+        "libx264",
+        "-g",
+        str(gop),
+        "-pix_fmt",
+        "yuv420p",
+        *extra,
+        str(path),
+    )
     return path
 
 
@@ -43,7 +59,9 @@ def make_bad_videos(folder: Path) -> dict[str, Path]:
     truncated.write_bytes(data[: len(data) // 3])
     out["truncated"] = truncated
     # With the index at the front, the header survives truncation and the frames do not.
-    data = make_video(folder / "full.mp4", seconds=7, extra=("-movflags", "+faststart")).read_bytes()
+    data = make_video(
+        folder / "full.mp4", seconds=7, extra=("-movflags", "+faststart")
+    ).read_bytes()
     (folder / "full.mp4").unlink()
     out["truncated_faststart"] = folder / "truncated_faststart.mp4"
     out["truncated_faststart"].write_bytes(data[: len(data) // 3])
@@ -52,12 +70,24 @@ def make_bad_videos(folder: Path) -> dict[str, Path]:
     out["text"] = folder / "notes.mp4"
     out["text"].write_text("this is a text file, not a video\n")
     out["audio_only"] = folder / "audio only.mp4"
-    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=4", "-c:a", "aac",
-           str(out["audio_only"]))  # fmt: skip
+    ffmpeg(
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=4", "-c:a", "aac", str(out["audio_only"])
+    )
     out["one_frame"] = make_video(folder / "one_frame.mp4", seconds=1 / 24)
     out["tiny"] = folder / "tiny 17x9.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=4", "-vf", "scale=17:9",
-           "-c:v", "libx264", "-pix_fmt", "yuv444p", str(out["tiny"]))  # fmt: skip
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=24:duration=4",
+        "-vf",
+        "scale=17:9",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv444p",
+        str(out["tiny"]),
+    )
     plain = make_video(folder / "plain.mp4", size="96x64", seconds=7)
     out["rotated"] = folder / "rotated.mp4"
     ffmpeg("-display_rotation", "90", "-i", str(plain), "-c", "copy", str(out["rotated"]))

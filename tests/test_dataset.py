@@ -18,9 +18,14 @@ def pairs_table(n_videos: int, per_video: int = 3, sources=("a", "b")) -> pd.Dat
     rows = []
     for v in range(n_videos):
         for k in range(per_video):
-            rows.append({"id": f"v{v}_w{k}", "video_id": f"{sources[v % len(sources)]}/v{v}",
-                         "source": sources[v % len(sources)],
-                         "category": CATEGORIES[(v // 2) % len(CATEGORIES)]})  # fmt: skip
+            rows.append(
+                {
+                    "id": f"v{v}_w{k}",
+                    "video_id": f"{sources[v % len(sources)]}/v{v}",
+                    "source": sources[v % len(sources)],
+                    "category": CATEGORIES[(v // 2) % len(CATEGORIES)],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -38,7 +43,9 @@ def test_split_groups_by_video_and_hits_the_fraction():
 
 def test_split_is_deterministic_and_seeded():
     pairs = pairs_table(60)
-    assert split_videos(pairs, 0.1, seed=3) == split_videos(pairs.sample(frac=1, random_state=1), 0.1, seed=3)
+    assert split_videos(pairs, 0.1, seed=3) == split_videos(
+        pairs.sample(frac=1, random_state=1), 0.1, seed=3
+    )
     assert split_videos(pairs, 0.1, seed=3) != split_videos(pairs, 0.1, seed=4)
 
 
@@ -65,16 +72,41 @@ def write_stage_tables(tmp_path, n_videos=12):
             f0, f1 = tmp_path / f"{pid}_0.png", tmp_path / f"{pid}_1.png"
             cv2.imwrite(str(f0), img)
             cv2.imwrite(str(f1), img[:, ::-1])
-            frames.append({"pair_id": pid, "video_id": vid, "source": "src", "t0": 3.0 * k,
-                           "t1": 3.0 * k + 3, "frame0": str(f0), "frame1": str(f1), "width": 32,
-                           "height": 24, "skip": None, "error": None})  # fmt: skip
+            frames.append(
+                {
+                    "pair_id": pid,
+                    "video_id": vid,
+                    "source": "src",
+                    "t0": 3.0 * k,
+                    "t1": 3.0 * k + 3,
+                    "frame0": str(f0),
+                    "frame1": str(f1),
+                    "width": 32,
+                    "height": 24,
+                    "skip": None,
+                    "error": None,
+                }
+            )
             pre.append({"pair_id": pid, "motion_mean": 0.05, "keep": True, "reason": "ok"})
             judge.append({"pair_id": pid, "keep": True, "reason": "ok"})
-            ins.append({"pair_id": pid, "video_id": vid, "source": "src",
-                        "instruction": f"Move subject {v}.", "category": CATEGORIES[v % 6],
-                        "error": None})  # fmt: skip
+            ins.append(
+                {
+                    "pair_id": pid,
+                    "video_id": vid,
+                    "source": "src",
+                    "instruction": f"Move subject {v}.",
+                    "category": CATEGORIES[v % 6],
+                    "error": None,
+                }
+            )
     paths = {}
-    for name, rows in (("man", man), ("frames", frames), ("pre", pre), ("judge", judge), ("ins", ins)):
+    for name, rows in (
+        ("man", man),
+        ("frames", frames),
+        ("pre", pre),
+        ("judge", judge),
+        ("ins", ins),
+    ):
         paths[name] = [str(tmp_path / f"{name}.parquet")]
         write_table(pd.DataFrame(rows), paths[name][0])
     return paths
@@ -88,11 +120,17 @@ def test_dataset_files_load_with_datasets(tmp_path):
     stats = build_dataset(p["man"], p["frames"], p["pre"], p["judge"], p["ins"], out, cfg, 0)
     assert stats["dataset"]["bench"]["videos"] == 1 and stats["dataset"]["train"]["videos"] == 11
     assert stats["dataset"]["train"]["pairs"] + stats["dataset"]["bench"]["pairs"] == 24
-    meta = [json.loads(line) for line in (out / "train" / "metadata.jsonl").read_text().splitlines()]
+    meta = [
+        json.loads(line) for line in (out / "train" / "metadata.jsonl").read_text().splitlines()
+    ]
     assert {"id", "prompt", "image", "category"} <= set(meta[0])
     assert (out / "train" / meta[0]["image"][0]).exists()
-    ds = datasets.load_dataset("parquet", data_files=str(out / "train" / "data.parquet"),
-                               split="train", cache_dir=str(tmp_path / "hf"))  # fmt: skip
+    ds = datasets.load_dataset(
+        "parquet",
+        data_files=str(out / "train" / "data.parquet"),
+        split="train",
+        cache_dir=str(tmp_path / "hf"),
+    )
     row = ds[0]
     assert row["input_image"].size == (32, 24) and row["prompt"].startswith("Move subject")
     assert np.array_equal(np.asarray(row["target_image"]), np.asarray(row["input_image"])[:, ::-1])

@@ -9,10 +9,14 @@ from motionedit.flow.dis import DISFlow
 from motionedit.prefilter import decide, flow_stats
 
 CFG = {
-    "min_motion": 0.01, "max_motion": 0.25, "moving_threshold": 0.004,
-    "min_moving_fraction": 0.005, "border_fraction": 0.08, "max_border_moving": 0.5,
+    "min_motion": 0.01,
+    "max_motion": 0.25,
+    "moving_threshold": 0.004,
+    "min_moving_fraction": 0.005,
+    "border_fraction": 0.08,
+    "max_border_moving": 0.5,
     "max_global_fit": 0.6,
-}  # fmt: skip
+}
 H, W = 120, 160
 
 
@@ -35,8 +39,14 @@ def global_flow(fn) -> np.ndarray:
         (patch_flow(0.2, 0.0), "static"),
         (patch_flow(12.0, 3.0), "ok"),
         (patch_flow(120.0, 0.0), "extreme_motion"),
-        (global_flow(lambda x, y: (np.full_like(x, 6.0), np.zeros_like(y))), "camera_motion:border"),
-        (global_flow(lambda x, y: (0.06 * (x - W / 2), 0.06 * (y - H / 2))), "camera_motion:border"),
+        (
+            global_flow(lambda x, y: (np.full_like(x, 6.0), np.zeros_like(y))),
+            "camera_motion:border",
+        ),
+        (
+            global_flow(lambda x, y: (0.06 * (x - W / 2), 0.06 * (y - H / 2))),
+            "camera_motion:border",
+        ),
     ],
 )
 def test_decisions(flow, reason):

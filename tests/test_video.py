@@ -44,8 +44,12 @@ def test_short_gop_splits_into_seek_groups(tmp_path):
 
 
 def test_windows_fit_inside_the_video():
-    cfg = {"window_seconds": 3.0, "stride_seconds": 3.0, "max_windows_per_video": 100,
-           "min_window_fraction": 1.0}  # fmt: skip
+    cfg = {
+        "window_seconds": 3.0,
+        "stride_seconds": 3.0,
+        "max_windows_per_video": 100,
+        "min_window_fraction": 1.0,
+    }
     assert window_bounds(9.0, 24, cfg) == [(0.0, 3.0), (3.0, 6.0), (6.0, 8.958333)]
     assert window_bounds(8.0, 24, cfg) == [(0.0, 3.0), (3.0, 6.0)]
     assert window_bounds(2.0, 24, cfg) == []

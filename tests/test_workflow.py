@@ -19,20 +19,42 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 SMALL = {
     "sources": [
-        {"name": "synth", "kind": "synthetic", "clips": 8, "shards": 2, "min_side": 64,
-         "max_side": 128, "min_seconds": 6.0, "max_seconds": 7.0, "negative_fraction": 0.25},
+        {
+            "name": "synth",
+            "kind": "synthetic",
+            "clips": 8,
+            "shards": 2,
+            "min_side": 64,
+            "max_side": 128,
+            "min_seconds": 6.0,
+            "max_seconds": 7.0,
+            "negative_fraction": 0.25,
+        },
         {"name": "bad", "kind": "local", "path_glob": "incoming/**/*.mp4", "shards": 1},
     ],
-}  # fmt: skip
+}
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = os.environ | {"HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+        [
+            SNAKEMAKE,
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -42,7 +64,9 @@ def planned_rules(proc: subprocess.CompletedProcess) -> dict[str, int]:
     """The rule -> job count table a dry run prints."""
     text = proc.stdout + proc.stderr
     table = text.split("Job stats:")[-1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +136,9 @@ def test_changing_a_prefilter_threshold_reruns_from_prefilter(workdir):
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["prefilter"] = {"min_motion": 0.02}
     (workdir / "changed.yaml").write_text(yaml.safe_dump(cfg))
-    plan = planned_rules(snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml")))
+    plan = planned_rules(
+        snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml"))
+    )
     assert "fetch" not in plan and "frames" not in plan
     assert plan["prefilter"] == 3 and plan["judge"] == 3
 

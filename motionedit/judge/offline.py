@@ -32,9 +32,16 @@ from motionedit.pairs import load_pair
 PROMPT_VERSION = "offline-v1"
 
 _COLOURS = (
-    (0, "red"), (20, "orange"), (45, "yellow"), (90, "green"), (170, "cyan"),
-    (220, "blue"), (280, "purple"), (320, "pink"), (345, "red"),
-)  # fmt: skip
+    (0, "red"),
+    (20, "orange"),
+    (45, "yellow"),
+    (90, "green"),
+    (170, "cyan"),
+    (220, "blue"),
+    (280, "purple"),
+    (320, "pink"),
+    (345, "red"),
+)
 
 
 def colour_name(rgb: np.ndarray) -> str:
@@ -97,8 +104,13 @@ def warp_back(img1: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """Sample image 1 at the flow targets, giving image 1 in image 0's coordinates."""
     h, w = flow.shape[:2]
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(img1, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    return cv2.remap(
+        img1,
+        xs + flow[..., 0],
+        ys + flow[..., 1],
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 def histogram_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -131,9 +143,18 @@ def rigid_fit(flow: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     centre = src.mean(0)
     mean_flow = (dst - src).mean(0)
     radius = math.sqrt(mask.sum() / math.pi)
-    out = {"cx": float(centre[0]), "cy": float(centre[1]), "dx": float(mean_flow[0]),
-           "dy": float(mean_flow[1]), "radius": radius, "angle_deg": 0.0, "scale": 1.0,
-           "anisotropy": 1.0, "pivot_dist": 0.0, "nonrigid": 0.0}  # fmt: skip
+    out = {
+        "cx": float(centre[0]),
+        "cy": float(centre[1]),
+        "dx": float(mean_flow[0]),
+        "dy": float(mean_flow[1]),
+        "radius": radius,
+        "angle_deg": 0.0,
+        "scale": 1.0,
+        "anisotropy": 1.0,
+        "pivot_dist": 0.0,
+        "nonrigid": 0.0,
+    }
     if len(src) < 6:
         return out
     sim, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
@@ -153,8 +174,13 @@ def rigid_fit(flow: np.ndarray, mask: np.ndarray) -> dict[str, float]:
             pivot_dist = float(np.linalg.norm(pivot - centre)) / max(radius, 1.0)
         except np.linalg.LinAlgError:
             pivot_dist = float("inf")
-    out.update(angle_deg=angle, scale=scale, anisotropy=float(sv[0] / max(sv[1], 1e-6)),
-               pivot_dist=pivot_dist, nonrigid=float((resid > tol).mean()))  # fmt: skip
+    out.update(
+        angle_deg=angle,
+        scale=scale,
+        anisotropy=float(sv[0] / max(sv[1], 1e-6)),
+        pivot_dist=pivot_dist,
+        nonrigid=float((resid > tol).mean()),
+    )
     return out
 
 
@@ -224,38 +250,58 @@ class OfflineJudge:
             if cos > 0.3:
                 mover, obj = (a, b) if speed_a >= speed_b else (b, a)
                 d = direction_words(mover["dx"], mover["dy"])
-                return ("subject_object",
-                        f"the {mover['colour']} subject beside the {obj['colour']} object",
-                        f"the {mover['colour']} subject pushes the {obj['colour']} object {d}",
-                        detail | {"direction": d})  # fmt: skip
-            return ("subject_subject",
-                    f"the {a['colour']} and the {b['colour']} subjects apart",
-                    f"the {a['colour']} and the {b['colour']} subjects closer to each other",
-                    detail)  # fmt: skip
+                return (
+                    "subject_object",
+                    f"the {mover['colour']} subject beside the {obj['colour']} object",
+                    f"the {mover['colour']} subject pushes the {obj['colour']} object {d}",
+                    detail | {"direction": d},
+                )
+            return (
+                "subject_subject",
+                f"the {a['colour']} and the {b['colour']} subjects apart",
+                f"the {a['colour']} and the {b['colour']} subjects closer to each other",
+                detail,
+            )
         colour = a["colour"]
         turn = "counter-clockwise" if a["angle_deg"] < 0 else "clockwise"
         if abs(math.log(max(a["scale"], 1e-6))) > 0.12 or a["anisotropy"] > 1.25:
             grows = a["scale"] >= 1.0
-            return ("deformation", f"the {colour} object in its original shape",
-                    f"the {colour} object {'stretched larger' if grows else 'squashed smaller'}",
-                    detail | {"grows": grows})  # fmt: skip
+            return (
+                "deformation",
+                f"the {colour} object in its original shape",
+                f"the {colour} object {'stretched larger' if grows else 'squashed smaller'}",
+                detail | {"grows": grows},
+            )
         if abs(a["angle_deg"]) > 15.0:
             deg = int(round(abs(a["angle_deg"]) / 15.0) * 15)
             if a["pivot_dist"] > 1.0:
-                return ("pose", f"the {colour} figure with its limb at rest",
-                        f"the {colour} figure with its limb swung {turn}",
-                        detail | {"turn": turn, "degrees": deg})  # fmt: skip
-            return ("orientation", f"the {colour} subject facing its original way",
-                    f"the {colour} subject turned {turn} by about {deg} degrees",
-                    detail | {"turn": turn, "degrees": deg})  # fmt: skip
+                return (
+                    "pose",
+                    f"the {colour} figure with its limb at rest",
+                    f"the {colour} figure with its limb swung {turn}",
+                    detail | {"turn": turn, "degrees": deg},
+                )
+            return (
+                "orientation",
+                f"the {colour} subject facing its original way",
+                f"the {colour} subject turned {turn} by about {deg} degrees",
+                detail | {"turn": turn, "degrees": deg},
+            )
         if a["nonrigid"] > 0.5:
-            return ("pose", f"the {colour} figure in its first posture",
-                    f"the {colour} figure in a changed posture", detail)  # fmt: skip
+            return (
+                "pose",
+                f"the {colour} figure in its first posture",
+                f"the {colour} figure in a changed posture",
+                detail,
+            )
         d = direction_words(a["dx"], a["dy"])
         place1 = place_words(a["cx"] + a["dx"], w)
-        return ("locomotion", f"the {colour} subject {place0}",
-                f"the {colour} subject moved {d}, now {place1}",
-                detail | {"direction": d, "from": place0, "to": place1})  # fmt: skip
+        return (
+            "locomotion",
+            f"the {colour} subject {place0}",
+            f"the {colour} subject moved {d}, now {place1}",
+            detail | {"direction": d, "from": place0, "to": place1},
+        )
 
     def judge(self, pair: PairInput) -> Verdict:
         img0, img1 = load_pair(pair.frame0, pair.frame1, self.flow_cfg["max_side"])
@@ -274,14 +320,24 @@ class OfflineJudge:
         motion_ok = m["motion_peak"] >= c["min_motion"]
         category, before, after, geometry = self.categorise(m, img0)
         reason = "ok"
-        for ok, name in ((quality_ok, "quality"), (setting_ok, "setting"),
-                         (subject_ok, "subject"), (motion_ok, "motion")):  # fmt: skip
+        for ok, name in (
+            (quality_ok, "quality"),
+            (setting_ok, "setting"),
+            (subject_ok, "subject"),
+            (motion_ok, "motion"),
+        ):
             if not ok:
                 reason = name
                 break
         return Verdict(
-            setting_ok=setting_ok, motion_ok=motion_ok, subject_ok=subject_ok,
-            quality_ok=quality_ok, before=before, after=after,
-            summary=f"{before} -> {after}", category=category, reason=reason,
+            setting_ok=setting_ok,
+            motion_ok=motion_ok,
+            subject_ok=subject_ok,
+            quality_ok=quality_ok,
+            before=before,
+            after=after,
+            summary=f"{before} -> {after}",
+            category=category,
+            reason=reason,
             details=numbers | geometry,
-        )  # fmt: skip
+        )

@@ -37,7 +37,9 @@ def instruction_for(category: str | None, details: dict[str, Any]) -> str:
         return f"Make the {colour} object {how}."
     if category == "subject_object":
         other = fits[1].get("colour", "other") if len(fits) > 1 else "other"
-        return f"Make the {colour} subject push the {other} object {details.get('direction', 'away')}."
+        return (
+            f"Make the {colour} subject push the {other} object {details.get('direction', 'away')}."
+        )
     if category == "subject_subject":
         other = fits[1].get("colour", "other") if len(fits) > 1 else "other"
         return f"Make the {colour} and the {other} subjects move toward each other."

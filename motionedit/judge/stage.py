@@ -14,14 +14,36 @@ from motionedit.judge.base import Judge, PairInput, Rewriter
 from motionedit.runlog import progress
 
 JUDGE_COLUMNS = [
-    "pair_id", "video_id", "source", "setting_ok", "motion_ok", "subject_ok", "quality_ok",
-    "keep", "reason", "before", "after", "summary", "category", "details", "backend", "model",
-    "prompt_version", "error",
-]  # fmt: skip
+    "pair_id",
+    "video_id",
+    "source",
+    "setting_ok",
+    "motion_ok",
+    "subject_ok",
+    "quality_ok",
+    "keep",
+    "reason",
+    "before",
+    "after",
+    "summary",
+    "category",
+    "details",
+    "backend",
+    "model",
+    "prompt_version",
+    "error",
+]
 REWRITE_COLUMNS = [
-    "pair_id", "video_id", "source", "instruction", "category", "backend", "model",
-    "prompt_version", "error",
-]  # fmt: skip
+    "pair_id",
+    "video_id",
+    "source",
+    "instruction",
+    "category",
+    "backend",
+    "model",
+    "prompt_version",
+    "error",
+]
 
 
 def _jsonable(value: Any) -> Any:
@@ -52,10 +74,13 @@ def judge_shard(
     with open(raw_path, "w", encoding="utf-8") as raw:
         for _, p in progress(kept.iterrows(), desc="judge", total=len(kept)):
             base = {c: None for c in JUDGE_COLUMNS} | {
-                "pair_id": p.pair_id, "video_id": p.video_id, "source": p.source,
-                "backend": judge.backend, "model": judge.model,
+                "pair_id": p.pair_id,
+                "video_id": p.video_id,
+                "source": p.source,
+                "backend": judge.backend,
+                "model": judge.model,
                 "prompt_version": judge.prompt_version,
-            }  # fmt: skip
+            }
             stats = {k: p[k] for k in ("motion_mean", "motion_peak", "moving_frac")}
             try:
                 verdict = judge.judge(PairInput(p.pair_id, p.frame0, p.frame1, stats))
@@ -80,10 +105,14 @@ def rewrite_shard(judged: pd.DataFrame, rewriter: Rewriter, log: logging.Logger)
     rows = []
     for _, j in progress(kept.iterrows(), desc="rewrite", total=len(kept)):
         row = {c: None for c in REWRITE_COLUMNS} | {
-            "pair_id": j.pair_id, "video_id": j.video_id, "source": j.source,
-            "category": j.category, "backend": rewriter.backend, "model": rewriter.model,
+            "pair_id": j.pair_id,
+            "video_id": j.video_id,
+            "source": j.source,
+            "category": j.category,
+            "backend": rewriter.backend,
+            "model": rewriter.model,
             "prompt_version": rewriter.prompt_version,
-        }  # fmt: skip
+        }
         try:
             row["instruction"] = rewriter.rewrite(
                 {"summary": j.summary, "category": j.category, "details": j.details}
