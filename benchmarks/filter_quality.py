@@ -46,9 +46,9 @@ def run(config: dict, workdir: Path) -> pd.DataFrame:
             truth = pd.read_parquet(base / "videos.truth.parquet").set_index("video_id")
             merged = (
                 frames[frames["pair_id"].notna()]
-                .merge(pre[["pair_id", "keep", "reason"]], on="pair_id", how="left")
+                .merge(pre.drop(columns=["video_id", "source", "error"]), on="pair_id", how="left")
                 .merge(
-                    judged[["pair_id", "keep", "reason", "category"]].rename(
+                    judged[["pair_id", "keep", "reason", "category", "details"]].rename(
                         columns={"keep": "judge_keep", "reason": "judge_reason"}
                     ),
                     on="pair_id",
@@ -69,6 +69,14 @@ def run(config: dict, workdir: Path) -> pd.DataFrame:
                         "judge_reason": r.judge_reason,
                         "kept": final,
                         "category": r.category,
+                        "video_id": r.video_id,
+                        "t0": r.t0,
+                        "details": r.details,
+                        "motion_peak": r.motion_peak,
+                        "motion_moving": r.motion_moving,
+                        "moving_frac": r.moving_frac,
+                        "border_moving": r.border_moving,
+                        "global_fit": r.global_fit,
                     }
                 )
     return pd.DataFrame(rows)
@@ -114,6 +122,8 @@ def main() -> int:
     config = load_config(args.config)
     with tempfile.TemporaryDirectory() as tmp:
         df = run(config, Path(args.workdir or tmp))
+    if args.workdir:
+        df.to_csv(Path(args.workdir) / "windows.csv", index=False)
     ok = report(df)
     print("\nPASS" if ok else "\nBELOW TARGET")
     return 0 if ok else 1

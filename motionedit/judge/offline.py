@@ -10,8 +10,9 @@ can see why a pair was kept or dropped:
   correlation);
 - quality: heavy blur leaves no sharp region (variance of the Laplacian in the sharpest
   tile); heavy noise raises a robust high-pass noise estimate;
-- subject: a subject that leaves (or enters) the frame shows up as change the flow cannot
-  explain, or as moving pixels whose flow points outside the image;
+- subject: a subject that leaves (or enters) the frame changes the colours of the changed
+  pixels (subject in one frame, background in the other), leaves change the flow cannot
+  explain, or has moving pixels whose flow points outside the image;
 - motion: the moving region must move a significant distance; its rigid fit (rotation,
   scale, translation and the pivot of the rotation) and the number of moving blobs give
   one of the six motion categories and the "before -> after" summary.
@@ -119,6 +120,29 @@ def histogram_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(cv2.compareHist(ha, hb, cv2.HISTCMP_CORREL))
 
 
+def changed_colour_consistency(img0: np.ndarray, img1: np.ndarray) -> tuple[float, float]:
+    """Colour agreement of the two frames over the pixels that changed between them.
+
+    When a subject moves, turns or deforms, the changed pixels hold the subject and some
+    background in both frames, so their hue-saturation histograms agree. When a subject
+    leaves (or another appears), one frame shows the subject there and the other shows
+    background or a different subject, and the histograms disagree. Returns (histogram
+    correlation, fraction of pixels that changed); 1.0 when nothing changed.
+    """
+    s0 = cv2.GaussianBlur(img0.astype(np.float32), (0, 0), 1.5)
+    s1 = cv2.GaussianBlur(img1.astype(np.float32), (0, 0), 1.5)
+    changed = (np.abs(s0 - s1).max(-1) > 25).astype(np.uint8)
+    changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    if changed.sum() < 16:
+        return 1.0, float(changed.mean())
+    hists = [
+        cv2.calcHist([cv2.cvtColor(im, cv2.COLOR_RGB2HSV)], [0, 1], changed, [18, 8],
+                     [0, 180, 0, 256])
+        for im in (img0, img1)
+    ]  # fmt: skip
+    return float(cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_CORREL)), float(changed.mean())
+
+
 def moving_blobs(moving: np.ndarray, min_area: int) -> list[np.ndarray]:
     """Masks of the connected moving regions, largest first, after closing small gaps."""
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -216,8 +240,11 @@ class OfflineJudge:
         xs, ys = np.meshgrid(np.arange(w), np.arange(h))
         tx, ty = xs + flow[..., 0], ys + flow[..., 1]
         outside = (tx < -1) | (tx > w) | (ty < -1) | (ty > h)
+        consistency, changed_frac = changed_colour_consistency(img0, img1)
         return {
             "flow": flow,
+            "change_consistency": consistency,
+            "changed_frac": changed_frac,
             "moving": moving,
             "diag": diag,
             "warp_error": float(resid.mean()),
@@ -316,6 +343,7 @@ class OfflineJudge:
         subject_ok = (
             m["exit_frac"] <= c["max_exit_fraction"]
             and m["unexplained_frac"] <= c["max_unexplained"]
+            and m["change_consistency"] >= c["min_change_consistency"]
         )
         motion_ok = m["motion_peak"] >= c["min_motion"]
         category, before, after, geometry = self.categorise(m, img0)
