@@ -143,6 +143,63 @@ def changed_colour_consistency(img0: np.ndarray, img1: np.ndarray) -> tuple[floa
     return float(cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_CORREL)), float(changed.mean())
 
 
+def _local_variance(gray: np.ndarray) -> np.ndarray:
+    mean = cv2.blur(gray, (5, 5))
+    return cv2.blur(gray * gray, (5, 5)) - mean * mean
+
+
+def _shape(mask: np.ndarray) -> dict[str, float] | None:
+    m = cv2.moments(mask, True)
+    if m["m00"] < 16:
+        return None
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    areas = sorted((stats[i, cv2.CC_STAT_AREA] for i in range(1, n)), reverse=True)
+    parts = sum(1 for a in areas if a >= max(30, 0.25 * areas[0]))
+    return {
+        "area": m["m00"],
+        "cx": m["m10"] / m["m00"],
+        "cy": m["m01"] / m["m00"],
+        "axis": 0.5 * math.degrees(math.atan2(2 * m["mu11"], m["mu20"] - m["mu02"])),
+        "parts": parts,
+    }
+
+
+def silhouette_change(img0: np.ndarray, img1: np.ndarray) -> dict[str, float]:
+    """How the textured subject's silhouette changes around the pixels that changed.
+
+    Subjects carry more texture than the scene around them; within a zone around the
+    changed pixels, each frame's subject is where its local variance stands out. Returns
+    area ratio, axis-angle change (degrees), centroid shift (in subject radii) and the
+    number of parts in each frame; empty when no subject stands out.
+    """
+    s0 = cv2.GaussianBlur(img0.astype(np.float32), (0, 0), 1.5)
+    s1 = cv2.GaussianBlur(img1.astype(np.float32), (0, 0), 1.5)
+    changed = (np.abs(s0 - s1).max(-1) > 25).astype(np.uint8)
+    zone = cv2.dilate(changed, np.ones((9, 9), np.uint8)).astype(bool)
+    if zone.all() or not zone.any():
+        return {}
+    g0, g1 = (
+        cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0 for im in (img0, img1)
+    )
+    v0, v1 = _local_variance(g0), _local_variance(g1)
+    level = 2.0 * float(np.percentile(np.concatenate([v0[~zone], v1[~zone]]), 95))
+    close = np.ones((7, 7), np.uint8)
+    shapes = [
+        _shape(cv2.morphologyEx((zone & (v > level)).astype(np.uint8), cv2.MORPH_CLOSE, close))
+        for v in (v0, v1)
+    ]
+    if shapes[0] is None or shapes[1] is None:
+        return {}
+    a, b = shapes
+    return {
+        "area_ratio": b["area"] / a["area"],
+        "angle_change": (b["axis"] - a["axis"] + 90.0) % 180.0 - 90.0,
+        "shift": math.hypot(b["cx"] - a["cx"], b["cy"] - a["cy"]) / math.sqrt(a["area"]),
+        "parts0": a["parts"],
+        "parts1": b["parts"],
+    }
+
+
 def moving_blobs(moving: np.ndarray, min_area: int) -> list[np.ndarray]:
     """Masks of the connected moving regions, largest first, after closing small gaps."""
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -242,6 +299,7 @@ class OfflineJudge:
         outside = (tx < -1) | (tx > w) | (ty < -1) | (ty > h)
         consistency, changed_frac = changed_colour_consistency(img0, img1)
         return {
+            "silhouette": silhouette_change(img0, img1),
             "flow": flow,
             "change_consistency": consistency,
             "changed_frac": changed_frac,
@@ -258,7 +316,13 @@ class OfflineJudge:
         }
 
     def categorise(self, m: dict[str, Any], img0: np.ndarray) -> tuple[str, str, str, dict]:
-        """Category, before, after, and the geometry behind them."""
+        """Category, before, after, and the geometry behind them.
+
+        Patch-based flow cannot follow a subject that turns by 90 degrees or changes shape,
+        so the silhouette of the textured subject in each frame decides those cases (area,
+        axis angle, centroid shift, number of parts); the flow of the moving blobs gives
+        directions and separates the two interaction categories.
+        """
         h, w = img0.shape[:2]
         blobs = moving_blobs(m["moving"], min_area=max(12, int(0.002 * h * w)))
         if not blobs:
@@ -268,73 +332,90 @@ class OfflineJudge:
         for f, c in zip(fits, colours, strict=True):
             f["colour"] = c
         a = fits[0]
-        place0 = place_words(a["cx"], w)
-        detail = {"blobs": len(blobs), "fits": fits}
-        if len(fits) == 2:
-            b = fits[1]
-            speed_a, speed_b = math.hypot(a["dx"], a["dy"]), math.hypot(b["dx"], b["dy"])
-            cos = (a["dx"] * b["dx"] + a["dy"] * b["dy"]) / max(speed_a * speed_b, 1e-6)
-            if cos > 0.3:
-                mover, obj = (a, b) if speed_a >= speed_b else (b, a)
-                d = direction_words(mover["dx"], mover["dy"])
-                return (
-                    "subject_object",
-                    f"the {mover['colour']} subject beside the {obj['colour']} object",
-                    f"the {mover['colour']} subject pushes the {obj['colour']} object {d}",
-                    detail | {"direction": d},
-                )
+        colour = a["colour"]
+        sil = m.get("silhouette") or {}
+        detail = {"blobs": len(blobs), "fits": fits, "silhouette": sil}
+        parts = (sil.get("parts0", 1), sil.get("parts1", 1))
+        if len(fits) == 2 or (sil and max(parts) >= 2 and min(parts) == 1):
+            b = fits[1] if len(fits) == 2 else None
+            if b is not None:
+                speed_a, speed_b = math.hypot(a["dx"], a["dy"]), math.hypot(b["dx"], b["dy"])
+                cos = (a["dx"] * b["dx"] + a["dy"] * b["dy"]) / max(speed_a * speed_b, 1e-6)
+                if cos > 0.3:
+                    mover, obj = (a, b) if speed_a >= speed_b else (b, a)
+                    d = direction_words(mover["dx"], mover["dy"])
+                    return (
+                        "subject_object",
+                        f"the {mover['colour']} subject beside the {obj['colour']} object",
+                        f"the {mover['colour']} subject pushes the {obj['colour']} object {d}",
+                        detail | {"direction": d},
+                    )
+            who = f"the {colour} and the {b['colour']} subjects" if b else "the two subjects"
+            meet = parts[0] > parts[1] if parts[0] != parts[1] else True
+            first, second = ("apart", "together") if meet else ("together", "apart")
             return (
                 "subject_subject",
-                f"the {a['colour']} and the {b['colour']} subjects apart",
-                f"the {a['colour']} and the {b['colour']} subjects closer to each other",
-                detail,
+                f"{who} {first}",
+                f"{who} {second}",
+                detail | {"meet": meet},
             )
-        colour = a["colour"]
         turn = "counter-clockwise" if a["angle_deg"] < 0 else "clockwise"
-        if abs(math.log(max(a["scale"], 1e-6))) > 0.12 or a["anisotropy"] > 1.25:
-            grows = a["scale"] >= 1.0
+        area_ratio = sil.get("area_ratio", a["scale"] ** 2)
+        if area_ratio > 1.25 or area_ratio < 0.8:
+            grows = area_ratio >= 1.0
             return (
                 "deformation",
                 f"the {colour} object in its original shape",
                 f"the {colour} object {'stretched larger' if grows else 'squashed smaller'}",
                 detail | {"grows": grows},
             )
-        if abs(a["angle_deg"]) > 15.0:
-            deg = int(round(abs(a["angle_deg"]) / 15.0) * 15)
-            if a["pivot_dist"] > 1.0:
-                return (
-                    "pose",
-                    f"the {colour} figure with its limb at rest",
-                    f"the {colour} figure with its limb swung {turn}",
-                    detail | {"turn": turn, "degrees": deg},
-                )
+        d = direction_words(a["dx"], a["dy"])
+        place0 = place_words(a["cx"], w)
+        if sil.get("shift", 0.0) >= 0.3:
+            place1 = place_words(a["cx"] + a["dx"], w)
+            return (
+                "locomotion",
+                f"the {colour} subject {place0}",
+                f"the {colour} subject moved {d}, now {place1}",
+                detail | {"direction": d, "from": place0, "to": place1},
+            )
+        angle = sil.get("angle_change", a["angle_deg"])
+        if abs(angle) >= 15.0:
+            turn = "counter-clockwise" if angle < 0 else "clockwise"
+            deg = int(round(abs(angle) / 15.0) * 15)
             return (
                 "orientation",
                 f"the {colour} subject facing its original way",
                 f"the {colour} subject turned {turn} by about {deg} degrees",
                 detail | {"turn": turn, "degrees": deg},
             )
-        if a["nonrigid"] > 0.5:
+        if abs(a["angle_deg"]) > 10.0 and a["pivot_dist"] > 1.0:
             return (
                 "pose",
-                f"the {colour} figure in its first posture",
-                f"the {colour} figure in a changed posture",
-                detail,
+                f"the {colour} figure with its limb at rest",
+                f"the {colour} figure with its limb swung {turn}",
+                detail | {"turn": turn},
             )
-        d = direction_words(a["dx"], a["dy"])
-        place1 = place_words(a["cx"] + a["dx"], w)
+        if math.hypot(a["dx"], a["dy"]) > 0.3 * a["radius"]:
+            place1 = place_words(a["cx"] + a["dx"], w)
+            return (
+                "locomotion",
+                f"the {colour} subject {place0}",
+                f"the {colour} subject moved {d}, now {place1}",
+                detail | {"direction": d, "from": place0, "to": place1},
+            )
         return (
-            "locomotion",
-            f"the {colour} subject {place0}",
-            f"the {colour} subject moved {d}, now {place1}",
-            detail | {"direction": d, "from": place0, "to": place1},
+            "pose",
+            f"the {colour} figure in its first posture",
+            f"the {colour} figure in a changed posture",
+            detail,
         )
 
     def judge(self, pair: PairInput) -> Verdict:
         img0, img1 = load_pair(pair.frame0, pair.frame1, self.flow_cfg["max_side"])
         m = self.measure(img0, img1)
         c = self.cfg
-        numbers = {k: v for k, v in m.items() if k not in ("flow", "moving", "diag")}
+        numbers = {k: v for k, v in m.items() if k not in ("flow", "moving", "diag", "silhouette")}
         quality_ok = m["sharpness"] >= c["min_sharpness"] and m["noise"] <= c["max_noise"]
         setting_ok = (
             m["warp_error"] <= c["max_warp_error"]

@@ -41,8 +41,13 @@ def instruction_for(category: str | None, details: dict[str, Any]) -> str:
             f"Make the {colour} subject push the {other} object {details.get('direction', 'away')}."
         )
     if category == "subject_subject":
-        other = fits[1].get("colour", "other") if len(fits) > 1 else "other"
-        return f"Make the {colour} and the {other} subjects move toward each other."
+        who = (
+            f"the {colour} and the {fits[1]['colour']} subjects"
+            if len(fits) > 1
+            else "the two subjects"
+        )
+        how = "move toward each other" if details.get("meet", True) else "move apart"
+        return f"Make {who} {how}."
     return "Change the subject's motion as shown."
 
 
