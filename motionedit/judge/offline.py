@@ -61,6 +61,19 @@ def colour_name(rgb: np.ndarray) -> str:
     return name
 
 
+def dominant_colour(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean RGB of the more saturated half of a region.
+
+    A moving region's mask also covers some background around the subject; the subject's
+    colour is the one that stands out, so the duller half is left out.
+    """
+    pixels = img[mask]
+    if len(pixels) == 0:
+        return np.zeros(3)
+    sat = cv2.cvtColor(pixels[None].astype(np.uint8), cv2.COLOR_RGB2HSV)[0, :, 1]
+    return pixels[sat >= np.median(sat)].mean(0)
+
+
 def direction_words(dx: float, dy: float) -> str:
     """Screen direction of a displacement (y grows downward)."""
     horiz = "to the right" if dx > 0 else "to the left"
@@ -328,7 +341,7 @@ class OfflineJudge:
         if not blobs:
             blobs = [m["moving"]]
         fits = [rigid_fit(m["flow"], b) for b in blobs[:2]]
-        colours = [colour_name(img0[b].mean(0)) for b in blobs[:2]]
+        colours = [colour_name(dominant_colour(img0, b)) for b in blobs[:2]]
         for f, c in zip(fits, colours, strict=True):
             f["colour"] = c
         a = fits[0]
