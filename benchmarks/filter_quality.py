@@ -8,7 +8,7 @@ Prints, per negative type, the share rejected (target: at least 90% overall), pe
 the share of positives kept (target: at least 80% overall), the category accuracy of kept
 positives, and how many MLLM calls the prefilter saved.
 
-    .venv/bin/python benchmarks/filter_quality.py [--config config.yaml] [--workdir DIR]
+    .venv/bin/python benchmarks/filter_quality.py [--config config.yaml] [--clips 96] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def run(config: dict, workdir: Path) -> pd.DataFrame:
                         "moving_frac": r.moving_frac,
                         "border_moving": r.border_moving,
                         "global_fit": r.global_fit,
+                        "frame_correlation": r.frame_correlation,
                     }
                 )
     return pd.DataFrame(rows)
@@ -117,9 +118,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="config.yaml")
     ap.add_argument("--workdir", default=None, help="keep intermediate files here")
+    ap.add_argument("--clips", type=int, default=None, help="override the synthetic clip count")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     config = load_config(args.config)
+    for source in config["sources"]:
+        if source["kind"] == "synthetic" and args.clips:
+            source["clips"] = args.clips
     with tempfile.TemporaryDirectory() as tmp:
         df = run(config, Path(args.workdir or tmp))
     if args.workdir:

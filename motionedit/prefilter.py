@@ -27,6 +27,7 @@ COLUMNS = [
     "motion_peak",
     "motion_moving",
     "moving_frac",
+    "frame_correlation",
     "border_motion",
     "border_moving",
     "global_fit",
@@ -70,6 +71,12 @@ def global_affine(flow: np.ndarray, tol_px: float, step: int = 4) -> tuple[float
     fitted = pred - src
     resid = np.linalg.norm(dst - pred, axis=1)
     return float((resid <= tol_px).mean()), float(np.linalg.norm(fitted, axis=1).mean())
+
+
+def colour_correlation(img0: np.ndarray, img1: np.ndarray) -> float:
+    """Correlation of the two frames' colour histograms: near 1 unless the scene changed."""
+    h0, h1 = (cv2.calcHist([im], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3) for im in (img0, img1))
+    return float(cv2.compareHist(h0, h1, cv2.HISTCMP_CORREL))
 
 
 def flow_stats(flow: np.ndarray, cfg: dict[str, Any]) -> dict[str, float]:
@@ -128,6 +135,7 @@ def prefilter_shard(
         try:
             a, b = load_pair(pair.frame0, pair.frame1, flow_cfg["max_side"])
             stats = flow_stats(flow.estimate(a[None], b[None])[0], cfg)
+            stats["frame_correlation"] = colour_correlation(a, b)
         except (ValueError, cv2.error) as exc:
             row.update(keep=False, reason="error", error=str(exc))
         else:

@@ -9,6 +9,7 @@ from motionedit.flow.dis import DISFlow
 from motionedit.prefilter import decide, flow_stats
 
 CFG = {
+    "min_frame_correlation": 0.5,
     "min_motion": 0.01,
     "max_motion": 0.25,
     "moving_threshold": 0.004,
