@@ -8,7 +8,7 @@ Prints, per negative type, the share rejected (target: at least 90% overall), pe
 the share of positives kept (target: at least 80% overall), the category accuracy of kept
 positives, and how many MLLM calls the prefilter saved.
 
-    .venv/bin/python benchmarks/filter_quality.py [--config config.yaml] [--clips 96] [--workdir DIR]
+    .venv/bin/python benchmarks/filter_quality.py [--config FILE] [--clips 96] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from motionedit.sources.synthetic import window_truth
 
 from motionedit.config import load_config
 from motionedit.frames import extract_shard
@@ -29,6 +28,7 @@ from motionedit.judge.stage import judge_shard
 from motionedit.manifest import build_manifest
 from motionedit.prefilter import prefilter_shard
 from motionedit.sources import shard_names
+from motionedit.sources.synthetic import window_truth
 
 
 def run(config: dict, workdir: Path) -> pd.DataFrame:
