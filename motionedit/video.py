@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import bisect
 import functools
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 
 
 class VideoError(Exception):
@@ -128,18 +131,25 @@ def frame_index(info: VideoInfo, t: float) -> int:
     return max(0, min(int(round(t * info.fps)), info.n_frames - 1))
 
 
+#: Opening one more seeking input costs ffmpeg about as much as decoding this many pixels;
+#: a keyframe gap is only worth a seek when it skips more than that.
+SEEK_COST_PIXELS = 1_000_000
+
+
 def plan_groups(info: VideoInfo, indices: list[int]) -> list[list[int]]:
     """Split wanted frame indices into groups that each need one decode run.
 
-    A new group starts when a keyframe lies between two wanted frames: seeking to it and
-    decoding from there is cheaper than decoding through the gap.
+    A new group starts when a keyframe lies between two wanted frames and seeking to it
+    skips more decoding than a new input costs; otherwise decoding runs on through the gap.
     """
     groups: list[list[int]] = []
     for idx in sorted(set(indices)):
         if groups:
-            prev_t = info.frame_time(groups[-1][-1])
+            prev = groups[-1][-1]
             k = bisect.bisect_right(info.keyframes_s, info.frame_time(idx) + 1e-6) - 1
-            if k < 0 or info.keyframes_s[k] <= prev_t + 1e-6:
+            key_t = info.keyframes_s[k] if k >= 0 else 0.0
+            skipped = (key_t - info.frame_time(prev)) * info.fps * info.width * info.height
+            if key_t <= info.frame_time(prev) + 1e-6 or skipped < SEEK_COST_PIXELS:
                 groups[-1].append(idx)
                 continue
         groups.append([idx])
@@ -153,64 +163,59 @@ def extract_frames(
     out_paths: dict[int, Path],
     timeout_s: float = 600.0,
 ) -> None:
-    """Write the frames with the given indices to ``out_paths[index]`` in one ffmpeg call.
+    """Write the frames with the given indices to ``out_paths[index]`` (PNG) in one ffmpeg call.
 
-    Raises VideoError naming the missing frames when ffmpeg delivered fewer than asked
-    (a truncated stream, for instance), so the caller records an error row.
+    ffmpeg hands over raw RGB frames and the PNGs are written here: its own PNG muxer costs
+    more than decoding a short low-resolution clip. Raises VideoError naming the missing
+    frames when ffmpeg delivered fewer than asked (a truncated stream, for instance), so the
+    caller records an error row.
     """
     groups = plan_groups(info, indices)
     tmp_dir = Path(next(iter(out_paths.values()))).parent
     tmp_dir.mkdir(parents=True, exist_ok=True)
     half = 0.5 / info.fps
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y"]
-    for group in groups:
-        t_first = info.frame_time(group[0])
-        # Seek to just before the first wanted frame; ffmpeg decodes from the keyframe
+    offsets = [max(0.0, info.frame_time(g[0]) - half) for g in groups]
+    for offset in offsets:
+        # Seek to just before the group's first frame: ffmpeg decodes from the keyframe
         # before it and drops frames until the seek point.
-        cmd += ["-ss", f"{max(0.0, t_first - half):.6f}", "-an", "-sn", "-dn", "-i", str(path)]
-    staged: list[tuple[int, Path]] = []
-    for g, group in enumerate(groups):
-        t_first = info.frame_time(group[0])
-        offset = max(0.0, t_first - half)
+        cmd += ["-ss", f"{offset:.6f}", "-an", "-sn", "-dn", "-i", str(path)]
+    raws = [tmp_dir / f".extract-{os.getpid()}-{g:03d}.rgb" for g in range(len(groups))]
+    for g, (group, offset) in enumerate(zip(groups, offsets, strict=True)):
         terms = "+".join(
             f"between(t\\,{info.frame_time(i) - offset - half:.6f}\\,"
             f"{info.frame_time(i) - offset + half - 1e-6:.6f})"
             for i in group
         )
-        pattern = tmp_dir / f".extract-{g:03d}-%04d.png"
-        cmd += [
-            "-map",
-            f"{g}:v:0",
-            "-vf",
-            f"select='{terms}'",
-            "-fps_mode",
-            "passthrough",
-            "-frames:v",
-            str(len(group)),
-            "-f",
-            "image2",
-            str(pattern),
-        ]
-        staged += [
-            (idx, tmp_dir / f".extract-{g:03d}-{k + 1:04d}.png") for k, idx in enumerate(group)
-        ]
+        cmd += ["-map", f"{g}:v:0", "-vf", f"select='{terms}'", "-fps_mode", "passthrough"]
+        cmd += ["-frames:v", str(len(group)), "-f", "rawvideo", "-pix_fmt", "rgb24", str(raws[g])]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
+        frame_bytes = info.width * info.height * 3
+        missing: list[int] = []
+        for group, raw in zip(groups, raws, strict=True):
+            data = raw.read_bytes() if raw.exists() else b""
+            got = len(data) // frame_bytes
+            if len(data) % frame_bytes:
+                raise VideoError(
+                    f"ffmpeg returned frames of an unexpected size ({len(data)} bytes)"
+                )
+            missing += group[got:]
+            for k, idx in enumerate(group[:got]):
+                frame = np.frombuffer(data, np.uint8, frame_bytes, k * frame_bytes)
+                bgr = frame.reshape(info.height, info.width, 3)[:, :, ::-1]
+                if not cv2.imwrite(str(out_paths[idx]), bgr):
+                    raise VideoError(f"cannot write {out_paths[idx]}")
     except subprocess.TimeoutExpired:
-        _cleanup(staged)
         raise VideoError(f"ffmpeg timed out after {timeout_s:.0f} s") from None
-    missing = [idx for idx, p in staged if not p.exists()]
+    finally:
+        for raw in raws:
+            raw.unlink(missing_ok=True)
     if proc.returncode != 0 or missing:
-        _cleanup(staged)
+        for idx in indices:
+            Path(out_paths[idx]).unlink(missing_ok=True)
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
         if missing:
             times = ", ".join(f"{info.frame_time(i):.3f}" for i in missing[:5])
             raise VideoError(f"frames at t={times} s not delivered by ffmpeg {err[0]}".strip())
         raise VideoError(f"ffmpeg failed (exit {proc.returncode}): {err[0]}")
-    for idx, p in staged:
-        p.replace(out_paths[idx])
-
-
-def _cleanup(staged: list[tuple[int, Path]]) -> None:
-    for _, p in staged:
-        p.unlink(missing_ok=True)

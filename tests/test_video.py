@@ -10,7 +10,7 @@ from conftest import make_bad_videos, make_video
 
 from motionedit.frames import window_bounds
 from motionedit.manifest import probe_row
-from motionedit.video import VideoError, extract_frames, frame_index, plan_groups, probe
+from motionedit.video import VideoError, VideoInfo, extract_frames, frame_index, plan_groups, probe
 
 VIDEO_CFG = {"min_side": 32, "max_duration_s": 3600}
 
@@ -20,13 +20,15 @@ def decoded_frames(path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
-@pytest.mark.parametrize("gop", [12, 1000])
-def test_extracts_exactly_the_requested_frames(tmp_path, gop):
+@pytest.mark.parametrize(("gop", "seek_cost"), [(12, 0), (12, 10**9), (1000, 0)])
+def test_extracts_exactly_the_requested_frames(tmp_path, monkeypatch, gop, seek_cost):
+    monkeypatch.setattr("motionedit.video.SEEK_COST_PIXELS", seek_cost)
     video = make_video(tmp_path / "v.mp4", seconds=9, gop=gop)
     info = probe(video)
     assert info.n_frames == 216 and abs(info.duration_s - 9.0) < 1e-6
     wanted = sorted({frame_index(info, t) for t in (0.0, 3.0, 6.0, 9.0)})
     assert wanted[-1] == 215  # t = duration is clamped to the last frame
+    assert len(plan_groups(info, wanted)) == (4 if gop == 12 and seek_cost == 0 else 1)
     outs = {i: tmp_path / f"{i}.png" for i in wanted}
     extract_frames(video, info, wanted, outs)
     reference = decoded_frames(video)
@@ -36,11 +38,13 @@ def test_extracts_exactly_the_requested_frames(tmp_path, gop):
         assert int(np.argmin(errors)) == i and min(errors) < 0.5
 
 
-def test_short_gop_splits_into_seek_groups(tmp_path):
-    info = probe(make_video(tmp_path / "v.mp4", seconds=9, gop=24))
-    assert plan_groups(info, [0, 72, 144, 215]) == [[0], [72], [144], [215]]
-    info.keyframes_s = [0.0]
+def test_seek_groups_follow_keyframes_and_size():
+    info = VideoInfo(9.0, 24.0, 216, 1920, 1080, "h264", 0, keyframes_s=[0.0, 1.0, 2.0, 3.0, 4.0])
+    assert plan_groups(info, [0, 72, 144, 215]) == [[0], [72], [144, 215]]
+    info.keyframes_s = [0.0]  # one keyframe: one decode run
     assert plan_groups(info, [0, 72, 144, 215]) == [[0, 72, 144, 215]]
+    info.keyframes_s, info.width, info.height = [0.0, 1.0, 2.0, 3.0, 4.0], 96, 64
+    assert plan_groups(info, [0, 72, 144, 215]) == [[0, 72, 144, 215]]  # seeking costs more
 
 
 def test_windows_fit_inside_the_video():
