@@ -79,6 +79,15 @@ def colour_correlation(img0: np.ndarray, img1: np.ndarray) -> float:
     return float(cv2.compareHist(h0, h1, cv2.HISTCMP_CORREL))
 
 
+def peak_motion(mag: np.ndarray, moving: np.ndarray) -> float:
+    """95th percentile of the motion inside the moving region (0 when nothing moves).
+
+    Taken over the moving pixels, not the whole image, so a limb covering 1% of the frame
+    counts as much as a subject covering half of it.
+    """
+    return float(np.percentile(mag[moving], 95)) if moving.any() else 0.0
+
+
 def flow_stats(flow: np.ndarray, cfg: dict[str, Any]) -> dict[str, float]:
     """Motion numbers of one pair, magnitudes normalised by the image diagonal."""
     h, w = flow.shape[:2]
@@ -89,7 +98,7 @@ def flow_stats(flow: np.ndarray, cfg: dict[str, Any]) -> dict[str, float]:
     fit, gmotion = global_affine(flow, tol_px=max(0.5, cfg["moving_threshold"] * diag))
     return {
         "motion_mean": float(mag.mean()),
-        "motion_peak": float(np.percentile(mag, 99)),
+        "motion_peak": peak_motion(mag, moving),
         "motion_moving": float(mag[moving].mean()) if moving.any() else 0.0,
         "moving_frac": float(moving.mean()),
         "border_motion": float(mag[border].mean()),

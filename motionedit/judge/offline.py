@@ -29,6 +29,7 @@ import numpy as np
 from motionedit.flow import FlowEstimator, make_flow
 from motionedit.judge.base import PairInput, Verdict
 from motionedit.pairs import load_pair
+from motionedit.prefilter import peak_motion
 
 PROMPT_VERSION = "offline-v1"
 
@@ -325,7 +326,7 @@ class OfflineJudge:
             "change_frac": float(change.mean()),
             "unexplained_frac": float(unexplained.sum() / max(change.sum(), 1)),
             "exit_frac": float((outside & moving).sum() / max(moving.sum(), 1)),
-            "motion_peak": float(np.percentile(mag, 99)),
+            "motion_peak": peak_motion(mag, moving),
         }
 
     def categorise(self, m: dict[str, Any], img0: np.ndarray) -> tuple[str, str, str, dict]:
