@@ -69,7 +69,7 @@ def scene_cut_times(path: str, threshold: float) -> list[float]:
     from scenedetect import ContentDetector, detect
 
     scenes = detect(path, ContentDetector(threshold=threshold))
-    return [start.get_seconds() for start, _ in scenes[1:]]
+    return [start.seconds for start, _ in scenes[1:]]
 
 
 def _info(row: pd.Series) -> VideoInfo:

@@ -93,3 +93,28 @@ def test_missing_frames_are_an_error(tmp_path):
     info.n_frames = 1000  # pretend the header promised more than the stream holds
     with pytest.raises(VideoError, match="not delivered"):
         extract_frames(video, info, [900], {900: tmp_path / "x.png"})
+
+
+def test_scene_cut_detection_skips_windows_that_span_a_cut(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from motionedit.frames import video_pairs
+    from motionedit.sources.synthetic import clip_specs, fetch_shard, truth_path
+
+    source = {"name": "s", "kind": "synthetic", "clips": 24, "shards": 12}
+    spec = next(s for s in clip_specs(source) if s.negative_type == "scene_cut")
+    videos = fetch_shard(source, spec.shard, tmp_path / "v")
+    truth = pd.read_parquet(truth_path(tmp_path / "v")).set_index("video_id")
+    cut_clip = next(v for v in videos if truth.loc[v.video_id, "negative_type"] == "scene_cut")
+    cuts = json.loads(truth.loc[cut_clip.video_id, "timeline"])["cuts_s"]
+    row = pd.Series(probe_row(cut_clip.video_id, "s", cut_clip.path, "", VIDEO_CFG))
+    cfg = {"window_seconds": 3.0, "stride_seconds": 3.0, "max_windows_per_video": 100,
+           "min_window_fraction": 1.0, "timeout_s": 60,
+           "scene_cuts": {"enabled": True, "threshold": 27.0}}  # fmt: skip
+    rows = video_pairs(row, tmp_path / "f", cfg)
+    assert rows and all(r["skip"] and "scene cut" in r["skip"] for r in rows)
+    for r in rows:
+        assert any(r["t0"] < c <= r["t1"] + 0.05 for c in cuts)
+    assert not list((tmp_path / "f").glob("*.png"))  # nothing extracted for skipped windows

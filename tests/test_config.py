@@ -1,0 +1,59 @@
+"""Config validation: defaults filled, mistakes named by their key path."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from motionedit.config import ConfigError, load_config, validate_config
+
+
+def minimal(**extra):
+    return {"sources": [{"name": "s", "kind": "synthetic"}], **extra}
+
+
+def test_default_config_is_valid_and_complete():
+    config = load_config(ROOT / "config.yaml")
+    assert config["frames"]["window_seconds"] == 3.0
+    assert config["dataset"]["bench_fraction"] == 0.1
+    assert config["sources"][0]["fps"] == 24  # per-kind defaults are filled too
+    assert config["judge"]["backend"] == "offline"
+
+
+def test_defaults_differ_per_source_kind():
+    config = validate_config(
+        {"sources": [{"name": "a", "kind": "synthetic"},
+                     {"name": "b", "kind": "url_list", "list": "u.txt"}]}
+    )  # fmt: skip
+    assert config["sources"][0]["shards"] == 2 and config["sources"][1]["shards"] == 1
+    assert config["sources"][1]["retries"] == 4
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (minimal(framez={}), "framez: unknown key(s) 'framez'"),
+        (minimal(frames={"window_seconds": "3"}), "frames.window_seconds: '3' is not of type"),
+        (minimal(frames={"window_seconds": 0}), "frames.window_seconds: 0 is less than or equal"),
+        (minimal(flow={"backend": "raft"}), "flow.backend: 'raft' is not one of"),
+        ({"sources": [{"name": "s", "kind": "synthetic", "clipz": 3}]}, "sources[0].clipz"),
+        ({"sources": [{"name": "s", "kind": "url_list"}]}, "sources[0]: 'list' is a required"),
+        ({"sources": [{"name": "s", "kind": "ftp"}]}, "sources[0].kind: 'ftp' is not one of"),
+        ({"sources": [{"name": "a b", "kind": "synthetic"}]}, "sources[0].name"),
+        ({"sources": [{"name": "s", "kind": "synthetic"}] * 2}, "names must be unique"),
+        ({}, "'sources' is a required property"),
+    ],
+)
+def test_mistakes_are_named_by_their_path(config, message):
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    assert message in str(err.value)
+    assert "config.schema.yaml" in str(err.value) or "unique" in message
+
+
+def test_a_config_file_that_is_not_a_mapping(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(["a", "b"]))
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(path)
