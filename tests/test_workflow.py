@@ -148,3 +148,20 @@ def test_bad_config_fails_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "frames.window_secs: unknown key" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_same_config_gives_byte_identical_tables(workdir, tmp_path):
+    make_bad_videos(tmp_path / "incoming" / "sub dir")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(SMALL))
+    snakemake(tmp_path, "--until", "dataset")
+    tables = [
+        "dataset/train/data.parquet",
+        "dataset/bench/metadata.jsonl",
+        "dataset/stats.json",
+        "judge/synth/0000.parquet",
+        "prefilter/synth/0001.parquet",
+    ]
+    for rel in tables:
+        assert (tmp_path / "results" / rel).read_bytes() == (
+            workdir / "results" / rel
+        ).read_bytes(), rel
