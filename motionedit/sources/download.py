@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: Client errors that can go away on their own; every other 4xx is final.
 RETRY_4XX = frozenset({408, 425, 429})
-CHUNK = 1 << 20
+CHUNK = 1 << 16  # small: a dropped connection loses at most one unwritten chunk
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -74,7 +74,7 @@ def part_path(target: Path) -> Path:
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
+        while block := fh.read(1 << 20):
             h.update(block)
     return h.hexdigest()
 
@@ -176,6 +176,7 @@ def download(
                 sleep(wait)
                 continue
             except DownloadError as exc:
+                _unlink(part)  # final: nothing worth resuming later
                 exc.attempts = attempts
                 raise
             resumed = resumed or used_range
@@ -225,6 +226,7 @@ def _fetch_once(
         raise _Retry(f"connection failed: {_short(exc)}") from None
     with resp:
         status = resp.status_code
+        reason = f"HTTP {status} {resp.reason or ''}".rstrip()
         if status == 416 and offset:
             # Either the part is already whole, or it is longer than the file now is.
             cr = resp.headers.get("Content-Range", "")
@@ -234,11 +236,11 @@ def _fetch_once(
             raise _Restart("server refused to resume (416)")
         if status in RETRY_4XX or status >= 500:
             wait = retry_after_s(resp.headers.get("Retry-After"))
-            raise _Retry(f"HTTP {status} {resp.reason}".rstrip(), wait_s=wait)
+            raise _Retry(reason, wait_s=wait)
         if status >= 400:
-            raise DownloadError(f"HTTP {status} {resp.reason}".rstrip(), status=status)
+            raise DownloadError(reason, status=status)
         if status not in (200, 206):
-            raise DownloadError(f"unexpected HTTP status {status} {resp.reason}".rstrip())
+            raise DownloadError(f"unexpected {reason}", status=status)
 
         length = resp.headers.get("Content-Length")
         length_n = int(length) if length and length.isdigit() else None

@@ -1,0 +1,203 @@
+"""The ``url_list`` source: videos downloaded over HTTP(S) from a list of URLs.
+
+Configuration::
+
+    - name: web
+      kind: url_list
+      list: urls.txt          # or urls.csv / urls.tsv with columns url[,sha256]
+      shards: 8               # default 1
+      retries: 4              # extra attempts after the first, for 429/5xx/dropped links
+      backoff_s: 1.0          # first retry delay, doubled each time (Retry-After wins)
+      timeout_s: 60           # connect and per-read timeout
+      max_bytes: 2000000000   # refuse anything larger
+      workers: 4              # parallel downloads inside one shard job
+
+The text format is one URL per line, optionally followed by whitespace and the file's
+sha256; ``#`` starts a comment line. A URL's shard is ``shard_of(url)``, so adding lines
+to the list never moves an existing URL to another shard (or its video to another split).
+
+``shard_count`` reads only the config (never the list), because it runs at every DAG build
+and the list can be long or not yet written. Downloads run in a small thread pool, but the
+returned rows keep list order so the manifest does not depend on which server was faster.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import unquote, urlsplit
+
+from motionedit.sources.base import FetchedVideo, safe_filename, shard_of
+from motionedit.sources.download import DownloadError, download, is_valid_sha256
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "shards": 1,
+    "retries": 4,
+    "backoff_s": 1.0,
+    "timeout_s": 60.0,
+    "max_bytes": 2_000_000_000,
+    "workers": 4,
+}
+
+
+class ListEntry(NamedTuple):
+    url: str
+    sha256: str | None
+    line: int
+
+
+def _cfg(source: dict) -> dict:
+    return {**DEFAULTS, **source}
+
+
+def _key(source: dict, field: str) -> str:
+    return f"sources[name={source.get('name')}].{field}"
+
+
+def shard_count(source: dict) -> int:
+    return int(source.get("shards", DEFAULTS["shards"]))
+
+
+def _checked_sha(source: dict, value: str | None, line: int) -> str | None:
+    if not value:
+        return None
+    if not is_valid_sha256(value):
+        raise ValueError(
+            f"{_key(source, 'list')}: line {line}: {value!r} is not a sha256 hex digest "
+            "(64 hexadecimal characters)"
+        )
+    return value.lower()
+
+
+def read_list(source: dict) -> list[ListEntry]:
+    """Entries of the list file in file order, duplicates dropped (the first one kept).
+
+    Malformed lines raise ValueError naming the line: the list is configuration, and a
+    silently skipped line would be a video that quietly never appears.
+    """
+    rel = source.get("list")
+    if not isinstance(rel, str) or not rel:
+        raise ValueError(f"{_key(source, 'list')}: required, the path of a file of URLs")
+    path = Path(rel)
+    if not path.is_file():
+        raise ValueError(
+            f"{_key(source, 'list')}: file {rel!r} not found; the path is relative to the "
+            f"working directory {Path.cwd()}"
+        )
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() in (".csv", ".tsv"):
+        entries = _read_table(source, text, "\t" if path.suffix.lower() == ".tsv" else ",")
+    else:
+        entries = _read_text(source, text)
+    seen: set[str] = set()
+    unique = []
+    for entry in entries:
+        if entry.url in seen:
+            log.warning("%s: line %d repeats %s; ignored", rel, entry.line, entry.url)
+            continue
+        seen.add(entry.url)
+        unique.append(entry)
+    return unique
+
+
+def _read_text(source: dict, text: str) -> list[ListEntry]:
+    entries = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) > 2:
+            raise ValueError(
+                f"{_key(source, 'list')}: line {n}: expected 'URL [sha256]', got {len(fields)} "
+                "fields (URLs with spaces must be percent-encoded as %20)"
+            )
+        sha = _checked_sha(source, fields[1] if len(fields) == 2 else None, n)
+        entries.append(ListEntry(fields[0], sha, n))
+    return entries
+
+
+def _read_table(source: dict, text: str, delimiter: str) -> list[ListEntry]:
+    rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
+    if not rows:
+        return []
+    header = [h.strip().lower() for h in rows[0]]
+    if "url" not in header:
+        raise ValueError(
+            f"{_key(source, 'list')}: the first row must name the columns, with 'url' "
+            f"(and optionally 'sha256'); got {rows[0]}"
+        )
+    iu = header.index("url")
+    isha = header.index("sha256") if "sha256" in header else None
+    entries = []
+    for n, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        url = row[iu].strip() if iu < len(row) else ""
+        if not url or url.startswith("#"):
+            continue
+        sha_cell = row[isha].strip() if isha is not None and isha < len(row) else None
+        entries.append(ListEntry(url, _checked_sha(source, sha_cell, n), n))
+    return entries
+
+
+def file_name(url: str) -> str:
+    """A readable, collision-free local name: the URL's last path segment plus a URL hash.
+
+    Two URLs often end in the same segment (``.../a/video.mp4``, ``.../b/video.mp4``), so
+    the hash that :func:`safe_filename` appends is taken over the whole URL.
+    """
+    segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "video.mp4"
+    tag = hashlib.sha1(url.encode("utf-8")).hexdigest()[:16]
+    return safe_filename(f"{tag}/{segment}")
+
+
+def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
+    """Download this shard's URLs into ``out_dir``; one row per URL, in list order."""
+    cfg = _cfg(source)
+    name = cfg["name"]
+    n_shards = shard_count(source)
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"{_key(source, 'shards')}: shard {shard} out of range 0..{n_shards - 1}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mine = [e for e in read_list(source) if shard_of(e.url, n_shards) == shard]
+
+    def one(entry: ListEntry) -> FetchedVideo:
+        video_id = f"{name}/{entry.url}"
+        scheme = urlsplit(entry.url).scheme.lower()
+        if scheme not in ("http", "https"):
+            why = f"unsupported URL scheme {scheme or '(none)'!r}: only http and https"
+            return FetchedVideo(video_id, None, entry.url, why)
+        try:
+            result = download(
+                entry.url,
+                out_dir / file_name(entry.url),
+                retries=int(cfg["retries"]),
+                backoff_s=float(cfg["backoff_s"]),
+                timeout_s=float(cfg["timeout_s"]),
+                max_bytes=int(cfg["max_bytes"]),
+                sha256=entry.sha256,
+            )
+        except DownloadError as exc:
+            return FetchedVideo(video_id, None, entry.url, f"download failed: {exc}")
+        except Exception as exc:  # a full disk or a library bug must not sink the shard
+            reason = f"download failed: {type(exc).__name__}: {exc}"
+            return FetchedVideo(video_id, None, entry.url, reason)
+        return FetchedVideo(video_id, str(result.path), entry.url)
+
+    workers = max(1, int(cfg["workers"]))
+    if workers == 1 or len(mine) <= 1:
+        fetched = [one(e) for e in mine]
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(mine))) as pool:
+            fetched = list(pool.map(one, mine))  # map keeps input order
+    failed = sum(v.error is not None for v in fetched)
+    log.info("source %s shard %d: %d URLs, %d failed", name, shard, len(fetched), failed)
+    return fetched

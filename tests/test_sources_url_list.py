@@ -1,0 +1,156 @@
+"""The url_list kind against a local server: one row per URL, reasons for failures, list order."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from conftest import make_video
+
+from motionedit.sources import shard_names
+from motionedit.sources.base import shard_of
+from motionedit.sources.url_list import fetch_shard, file_name, read_list, shard_count
+from motionedit.video import probe
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        files: dict[str, bytes] = self.server.files  # type: ignore[attr-defined]
+        path = unquote(urlsplit(self.path).path)
+        self.server.hits.append(path)  # type: ignore[attr-defined]
+        if path.startswith("/slow/"):
+            time.sleep(0.3)  # finishes last although listed first
+        body = files.get(path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+
+@pytest.fixture
+def server(tmp_path):
+    clip = make_video(tmp_path / "src" / "clip.mp4", size="64x48", seconds=1, fps=10, gop=10)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.files = {  # type: ignore[attr-defined]
+        "/videos/clip.mp4": clip.read_bytes(),
+        "/slow/clip.mp4": clip.read_bytes(),
+        "/other/clip.mp4": b"a different file with the same last segment",
+        "/été/vidéo 1.mp4": b"unicode path",
+        "/wrong.mp4": b"tampered bytes",
+    }
+    srv.hits = []  # type: ignore[attr-defined]
+    srv.base = f"http://127.0.0.1:{srv.server_address[1]}"  # type: ignore[attr-defined]
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _source(list_path: Path, **extra) -> dict:
+    base = {"name": "web", "kind": "url_list", "list": str(list_path), "backoff_s": 0.0}
+    return base | extra
+
+
+def test_one_row_per_url_in_list_order(server, tmp_path):
+    b = server.base
+    clip = server.files["/videos/clip.mp4"]
+    lines = [
+        "# corpus for the test",
+        f"{b}/slow/clip.mp4",
+        f"{b}/videos/clip.mp4   {_sha(clip).upper()}",
+        "",
+        f"{b}/missing.mp4",
+        f"{b}/wrong.mp4 {_sha(clip)}",
+        "ftp://example.com/video.mp4",
+        f"{b}/other/clip.mp4",
+        f"{b}/%C3%A9t%C3%A9/vid%C3%A9o%201.mp4",
+        f"{b}/videos/clip.mp4",  # repeated: dropped, ids stay unique
+    ]
+    (tmp_path / "urls.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    fetched = fetch_shard(_source(tmp_path / "urls.txt", workers=4), 0, out)
+
+    urls = [
+        f"{b}/slow/clip.mp4",
+        f"{b}/videos/clip.mp4",
+        f"{b}/missing.mp4",
+        f"{b}/wrong.mp4",
+        "ftp://example.com/video.mp4",
+        f"{b}/other/clip.mp4",
+        f"{b}/%C3%A9t%C3%A9/vid%C3%A9o%201.mp4",
+    ]
+    assert [v.video_id for v in fetched] == [f"web/{u}" for u in urls]
+    assert [v.origin for v in fetched] == urls
+    slow, good, missing, wrong, ftp, other, uni = fetched
+
+    for v in (slow, good, other, uni):
+        assert v.error is None and Path(v.path).parent == out
+    assert probe(good.path).n_frames == 10
+    assert Path(other.path).read_bytes() == server.files["/other/clip.mp4"]
+    assert len({slow.path, good.path, other.path}) == 3  # same last segment, different files
+    assert Path(uni.path).name.startswith("vidéo 1-")
+
+    assert missing.path is None and "HTTP 404" in missing.error
+    assert server.hits.count("/missing.mp4") == 1  # a 404 is final
+    assert wrong.path is None and "sha256 mismatch" in wrong.error
+    assert not any(p.name.startswith("wrong") for p in out.iterdir())
+    assert ftp.path is None and "scheme 'ftp'" in ftp.error
+
+
+def test_csv_list_and_sharding(server, tmp_path):
+    b = server.base
+    clip = server.files["/videos/clip.mp4"]
+    rows = [
+        "url,sha256",
+        f"{b}/videos/clip.mp4,{_sha(clip)}",
+        f"{b}/slow/clip.mp4,",
+        f"{b}/other/clip.mp4,",
+        f"{b}/%C3%A9t%C3%A9/vid%C3%A9o%201.mp4,",
+    ]
+    (tmp_path / "urls.csv").write_text("\n".join(rows) + "\n")
+    source = _source(tmp_path / "urls.csv", shards=3, workers=2)
+    entries = read_list(source)
+    assert [e.sha256 for e in entries] == [_sha(clip), None, None, None]
+    seen = []
+    for shard in shard_names(source):
+        part = fetch_shard(source, int(shard), tmp_path / f"out{shard}")
+        assert all(shard_of(v.origin, 3) == int(shard) for v in part)
+        seen += [v.origin for v in part if v.error is None]
+    assert sorted(seen) == sorted(e.url for e in entries)
+
+
+def test_shard_count_does_not_read_the_list(tmp_path):
+    source = _source(tmp_path / "not-written-yet.txt", shards=5)
+    assert shard_count(source) == 5 and len(shard_names(source)) == 5
+    assert shard_count({"name": "web", "kind": "url_list", "list": "x"}) == 1
+
+
+def test_config_mistakes_raise_naming_the_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"sources\[name=web\]\.list: file 'urls.txt' not found"):
+        fetch_shard(_source(Path("urls.txt")), 0, tmp_path / "out")
+    (tmp_path / "bad.txt").write_text("http://a/b.mp4 nothex\n")
+    with pytest.raises(ValueError, match=r"\.list: line 1: 'nothex' is not a sha256"):
+        read_list(_source(Path("bad.txt")))
+    (tmp_path / "bad.csv").write_text("link\nhttp://a/b.mp4\n")
+    with pytest.raises(ValueError, match="'url'"):
+        read_list(_source(Path("bad.csv")))
+
+
+def test_file_names_are_readable_and_distinct():
+    a = file_name("https://x.org/a/video.mp4?sig=1")
+    b = file_name("https://x.org/b/video.mp4")
+    assert a != b and a.startswith("video-") and a.endswith(".mp4")
+    assert file_name("https://x.org/").startswith("video-")
