@@ -35,8 +35,10 @@ SMALL = {
 }
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    env = os.environ | {"HF_HUB_OFFLINE": "1"} | (env or {})
     proc = subprocess.run(
         [
             SNAKEMAKE,
