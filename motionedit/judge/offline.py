@@ -383,18 +383,9 @@ class OfflineJudge:
                 f"the {colour} object {'stretched larger' if grows else 'squashed smaller'}",
                 detail | {"grows": grows},
             )
-        d = direction_words(a["dx"], a["dy"])
-        place0 = place_words(a["cx"], w)
-        if sil.get("shift", 0.0) >= 0.3:
-            place1 = place_words(a["cx"] + a["dx"], w)
-            return (
-                "locomotion",
-                f"the {colour} subject {place0}",
-                f"the {colour} subject moved {d}, now {place1}",
-                detail | {"direction": d, "from": place0, "to": place1},
-            )
+        moved_far = sil.get("shift", 0.0) >= 0.3  # the silhouette moved by a third of its size
         angle = sil.get("angle_change", a["angle_deg"])
-        if abs(angle) >= 15.0:
+        if not moved_far and abs(angle) >= 15.0:
             turn = "counter-clockwise" if angle < 0 else "clockwise"
             deg = int(round(abs(angle) / 15.0) * 15)
             return (
@@ -403,15 +394,16 @@ class OfflineJudge:
                 f"the {colour} subject turned {turn} by about {deg} degrees",
                 detail | {"turn": turn, "degrees": deg},
             )
-        if abs(a["angle_deg"]) > 10.0 and a["pivot_dist"] > 1.0:
+        if not moved_far and abs(a["angle_deg"]) > 10.0 and a["pivot_dist"] > 1.0:
             return (
                 "pose",
                 f"the {colour} figure with its limb at rest",
                 f"the {colour} figure with its limb swung {turn}",
                 detail | {"turn": turn},
             )
-        if math.hypot(a["dx"], a["dy"]) > 0.3 * a["radius"]:
-            place1 = place_words(a["cx"] + a["dx"], w)
+        if moved_far or math.hypot(a["dx"], a["dy"]) > 0.3 * a["radius"]:
+            d = direction_words(a["dx"], a["dy"])
+            place0, place1 = place_words(a["cx"], w), place_words(a["cx"] + a["dx"], w)
             return (
                 "locomotion",
                 f"the {colour} subject {place0}",

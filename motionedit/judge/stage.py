@@ -58,6 +58,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _empty_row(columns: list[str], pair: Any, who: Judge | Rewriter) -> dict[str, Any]:
+    """A row with the pair's identity and who answered, so every row says where it came from."""
+    return {c: None for c in columns} | {
+        "pair_id": pair.pair_id,
+        "video_id": pair.video_id,
+        "source": pair.source,
+        "backend": who.backend,
+        "model": who.model,
+        "prompt_version": who.prompt_version,
+    }
+
+
 def judge_shard(
     prefilter: pd.DataFrame,
     frames: pd.DataFrame,
@@ -73,14 +85,7 @@ def judge_shard(
     rows = []
     with open(raw_path, "w", encoding="utf-8") as raw:
         for _, p in progress(kept.iterrows(), desc="judge", total=len(kept)):
-            base = {c: None for c in JUDGE_COLUMNS} | {
-                "pair_id": p.pair_id,
-                "video_id": p.video_id,
-                "source": p.source,
-                "backend": judge.backend,
-                "model": judge.model,
-                "prompt_version": judge.prompt_version,
-            }
+            base = _empty_row(JUDGE_COLUMNS, p, judge)
             stats = {k: p[k] for k in ("motion_mean", "motion_peak", "moving_frac")}
             try:
                 verdict = judge.judge(PairInput(p.pair_id, p.frame0, p.frame1, stats))
@@ -104,15 +109,7 @@ def rewrite_shard(judged: pd.DataFrame, rewriter: Rewriter, log: logging.Logger)
     kept = judged[judged["keep"].fillna(False).astype(bool)]
     rows = []
     for _, j in progress(kept.iterrows(), desc="rewrite", total=len(kept)):
-        row = {c: None for c in REWRITE_COLUMNS} | {
-            "pair_id": j.pair_id,
-            "video_id": j.video_id,
-            "source": j.source,
-            "category": j.category,
-            "backend": rewriter.backend,
-            "model": rewriter.model,
-            "prompt_version": rewriter.prompt_version,
-        }
+        row = _empty_row(REWRITE_COLUMNS, j, rewriter) | {"category": j.category}
         try:
             row["instruction"] = rewriter.rewrite(
                 {"summary": j.summary, "category": j.category, "details": j.details}
