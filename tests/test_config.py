@@ -57,3 +57,8 @@ def test_a_config_file_that_is_not_a_mapping(tmp_path):
     path.write_text(yaml.safe_dump(["a", "b"]))
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(path)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    load_config(path)
