@@ -1,4 +1,8 @@
 # Config validation (defaults filled), the static shard lists and wildcard constraints.
+import sys
+
+sys.path.insert(0, workflow.basedir)  # motionedit/ without installing it
+
 from motionedit.config import validate_config
 from motionedit.sources import shard_names
 

@@ -1,6 +1,10 @@
 """Split the instructed pairs by source video and write the train and bench sets."""
 
+import sys
 from pathlib import Path
+
+# The repository's motionedit/ package, whichever environment (venv, conda) runs the job.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from motionedit.dataset import build_dataset
 from motionedit.runlog import job_logger

@@ -1,5 +1,11 @@
 """Fetch one source shard and write its probed manifest."""
 
+import sys
+from pathlib import Path
+
+# The repository's motionedit/ package, whichever environment (venv, conda) runs the job.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
 from motionedit.manifest import build_manifest
 from motionedit.runlog import job_logger
 from motionedit.tables import write_table

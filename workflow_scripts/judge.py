@@ -1,5 +1,11 @@
 """Judge one shard's prefiltered pairs."""
 
+import sys
+from pathlib import Path
+
+# The repository's motionedit/ package, whichever environment (venv, conda) runs the job.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
 from motionedit.judge import make_judge
 from motionedit.judge.stage import judge_shard
 from motionedit.runlog import job_logger

@@ -1,5 +1,11 @@
 """Flow statistics and keep/drop decisions for one shard's candidate pairs."""
 
+import sys
+from pathlib import Path
+
+# The repository's motionedit/ package, whichever environment (venv, conda) runs the job.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
 from motionedit.prefilter import prefilter_shard
 from motionedit.runlog import job_logger
 from motionedit.tables import read_table, write_table

@@ -1,5 +1,11 @@
 """Rewrite one shard's kept summaries into imperative instructions."""
 
+import sys
+from pathlib import Path
+
+# The repository's motionedit/ package, whichever environment (venv, conda) runs the job.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
 from motionedit.judge import make_rewriter
 from motionedit.judge.stage import rewrite_shard
 from motionedit.runlog import job_logger
