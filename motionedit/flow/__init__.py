@@ -22,5 +22,7 @@ def make_flow(cfg: dict[str, Any]) -> FlowEstimator:
     if backend == "dis":
         from motionedit.flow.dis import DISFlow
 
-        return DISFlow(preset=cfg.get("dis_preset", "medium"))
+        return DISFlow(
+            preset=cfg.get("dis_preset", "medium"), finest_scale=cfg.get("dis_finest_scale", 0)
+        )
     raise ValueError(f"flow.backend: unknown backend {backend!r}; use one of ['dis']")
