@@ -401,6 +401,15 @@ class OfflineJudge:
                 f"the {colour} figure with its limb swung {turn}",
                 detail | {"turn": turn},
             )
+        if parts[0] == parts[1] >= 2:
+            # Two textured bodies moving as one region in one direction: one pushes the other.
+            d = direction_words(a["dx"], a["dy"])
+            return (
+                "subject_object",
+                f"the {colour} subject beside the object",
+                f"the {colour} subject pushes the object {d}",
+                detail | {"direction": d},
+            )
         if moved_far or math.hypot(a["dx"], a["dy"]) > 0.3 * a["radius"]:
             d = direction_words(a["dx"], a["dy"])
             place0, place1 = place_words(a["cx"], w), place_words(a["cx"] + a["dx"], w)
