@@ -28,6 +28,8 @@ from motionedit import CATEGORIES
 from motionedit.tables import read_tables
 
 SPLITS = ("train", "bench")
+#: Prefilter numbers carried into the dataset rows and summarised in stats.json.
+MOTION_COLUMNS = ("motion_mean", "motion_peak", "moving_frac", "border_motion")
 COLUMNS = [
     "id",
     "prompt",
@@ -36,7 +38,7 @@ COLUMNS = [
     "video_id",
     "t0",
     "t1",
-    "motion_mean",
+    *MOTION_COLUMNS,
     "width",
     "height",
     "frame0",
@@ -96,7 +98,7 @@ def collect_pairs(
     ins = read_tables(instructions)
     ins = ins[ins["error"].isna() & ins["instruction"].notna()]
     fr = read_tables(frames)[["pair_id", "t0", "t1", "frame0", "frame1", "width", "height"]]
-    pre = read_tables(prefilter)[["pair_id", "motion_mean"]]
+    pre = read_tables(prefilter)[["pair_id", *MOTION_COLUMNS]]
     df = ins.merge(fr, on="pair_id", how="left").merge(pre, on="pair_id", how="left")
     df = df.rename(columns={"pair_id": "id", "instruction": "prompt"})
     return df[COLUMNS].sort_values("id", kind="stable").reset_index(drop=True)
@@ -125,6 +127,7 @@ HF_FEATURES = {
     "t0": {"dtype": "float64", "_type": "Value"},
     "t1": {"dtype": "float64", "_type": "Value"},
     "motion_mean": {"dtype": "float64", "_type": "Value"},
+    "motion_peak": {"dtype": "float64", "_type": "Value"},
 }
 
 
@@ -150,6 +153,7 @@ def write_split(rows: pd.DataFrame, split_dir: Path, image_format: str) -> None:
             "t0": float(r.t0),
             "t1": float(r.t1),
             "motion_mean": round(float(r.motion_mean), 6),
+            "motion_peak": round(float(r.motion_peak), 6),
         }
         records.append(json.dumps(meta, ensure_ascii=False))
         table_rows.append(
@@ -244,12 +248,17 @@ def funnel(
         | {"all": hist(dataset)},
     }
     if len(dataset):
-        m = dataset["motion_mean"].astype(float)
-        stats["motion_mean"] = {
-            "mean": round(float(m.mean()), 6),
-            "p10": round(float(m.quantile(0.1)), 6),
-            "p50": round(float(m.quantile(0.5)), 6),
-            "p90": round(float(m.quantile(0.9)), 6),
+        # Motion magnitudes (normalised by the image diagonal) of the pairs in the dataset,
+        # overall and per category: how large the edits are that models are asked to make.
+        def summary(values: pd.Series) -> dict[str, float]:
+            v = values.astype(float)
+            return {q: round(float(v.quantile(p)), 6) for q, p in
+                    (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))} | {
+                "mean": round(float(v.mean()), 6)}  # fmt: skip
+
+        stats["motion"] = {c: summary(dataset[c]) for c in MOTION_COLUMNS}
+        stats["motion_peak_by_category"] = {
+            cat: summary(g["motion_peak"]) for cat, g in sorted(dataset.groupby("category"))
         }
     return stats
 

@@ -87,7 +87,9 @@ def write_stage_tables(tmp_path, n_videos=12):
                     "error": None,
                 }
             )
-            pre.append({"pair_id": pid, "motion_mean": 0.05, "keep": True, "reason": "ok"})
+            pre.append({"pair_id": pid, "motion_mean": 0.01 * v, "motion_peak": 0.05,
+                        "moving_frac": 0.1, "border_motion": 0.0, "keep": True,
+                        "reason": "ok"})  # fmt: skip
             judge.append({"pair_id": pid, "keep": True, "reason": "ok"})
             ins.append(
                 {
@@ -120,6 +122,8 @@ def test_dataset_files_load_with_datasets(tmp_path):
     stats = build_dataset(p["man"], p["frames"], p["pre"], p["judge"], p["ins"], out, cfg, 0)
     assert stats["dataset"]["bench"]["videos"] == 1 and stats["dataset"]["train"]["videos"] == 11
     assert stats["dataset"]["train"]["pairs"] + stats["dataset"]["bench"]["pairs"] == 24
+    assert stats["motion"]["motion_mean"]["p50"] == pytest.approx(0.055)
+    assert stats["motion_peak_by_category"]["pose"]["mean"] == 0.05
     meta = [
         json.loads(line) for line in (out / "train" / "metadata.jsonl").read_text().splitlines()
     ]
