@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,7 +60,8 @@ def _sha(data: bytes) -> str:
 
 
 def _source(list_path: Path, **extra) -> dict:
-    base = {"name": "web", "kind": "url_list", "list": str(list_path), "backoff_s": 0.0}
+    base = {"name": "web", "kind": "url_list", "list": str(list_path), "backoff_s": 0.0,
+            "download_dir": str(list_path.parent / "downloads")}  # fmt: skip
     return base | extra
 
 
@@ -154,3 +156,17 @@ def test_file_names_are_readable_and_distinct():
     b = file_name("https://x.org/b/video.mp4")
     assert a != b and a.startswith("video-") and a.endswith(".mp4")
     assert file_name("https://x.org/").startswith("video-")
+
+
+def test_a_rerun_reuses_finished_downloads(server, tmp_path):
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{server.base}/videos/clip.mp4\n")
+    first = fetch_shard(_source(listing), 0, tmp_path / "out")
+    assert first[0].error is None and len(server.hits) == 1
+    shutil.rmtree(tmp_path / "out")  # what Snakemake does to a job's outputs before a rerun
+    again = fetch_shard(_source(listing), 0, tmp_path / "out")
+    assert (
+        again[0].error is None
+        and Path(again[0].path).read_bytes() == server.files["/videos/clip.mp4"]
+    )
+    assert len(server.hits) == 1  # nothing fetched twice

@@ -142,8 +142,12 @@ def download(
     if sha256 is not None and not SHA256_RE.match(sha256):
         raise DownloadError(f"expected checksum is not a sha256 hex digest: {sha256!r}")
     expected = sha256.lower() if sha256 else None
-    if expected and target.is_file() and sha256_of(target) == expected:
-        return DownloadResult(url, target, target.stat().st_size, expected, 0, False)
+    if target.is_file():
+        # A target only ever appears complete (renamed from its .part), so an earlier
+        # run's file is reused; with a checksum it must also still match.
+        digest = sha256_of(target)
+        if expected is None or digest == expected:
+            return DownloadResult(url, target, target.stat().st_size, digest, 0, False)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(target)

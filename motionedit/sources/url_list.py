@@ -11,10 +11,16 @@ Configuration::
       timeout_s: 60           # connect and per-read timeout
       max_bytes: 2000000000   # refuse anything larger
       workers: 4              # parallel downloads inside one shard job
+      download_dir: results/cache/downloads   # kept across runs, see below
 
 The text format is one URL per line, optionally followed by whitespace and the file's
 sha256; ``#`` starts a comment line. A URL's shard is ``shard_of(url)``, so adding lines
 to the list never moves an existing URL to another shard (or its video to another split).
+
+Files are downloaded into ``download_dir/<name>/`` and linked into the shard's output
+folder. Snakemake empties a job's outputs before running it, so keeping the downloads
+outside them is what lets a killed or forced fetch job resume a partial file (``.part``)
+and skip finished ones instead of fetching the whole shard again.
 
 ``shard_count`` reads only the config (never the list), because it runs at every DAG build
 and the list can be long or not yet written. Downloads run in a small thread pool, but the
@@ -33,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 
 from motionedit.sources.base import FetchedVideo, safe_filename, shard_of
 from motionedit.sources.download import DownloadError, download, is_valid_sha256
+from motionedit.sources.local import place_file
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ DEFAULTS = {
     "timeout_s": 60.0,
     "max_bytes": 2_000_000_000,
     "workers": 4,
+    "download_dir": "results/cache/downloads",
 }
 
 
@@ -168,6 +176,7 @@ def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     mine = [e for e in read_list(source) if shard_of(e.url, n_shards) == shard]
+    cache = Path(cfg["download_dir"]) / name
 
     def one(entry: ListEntry) -> FetchedVideo:
         video_id = f"{name}/{entry.url}"
@@ -178,7 +187,7 @@ def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
         try:
             result = download(
                 entry.url,
-                out_dir / file_name(entry.url),
+                cache / file_name(entry.url),
                 retries=int(cfg["retries"]),
                 backoff_s=float(cfg["backoff_s"]),
                 timeout_s=float(cfg["timeout_s"]),
@@ -190,7 +199,9 @@ def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
         except Exception as exc:  # a full disk or a library bug must not sink the shard
             reason = f"download failed: {type(exc).__name__}: {exc}"
             return FetchedVideo(video_id, None, entry.url, reason)
-        return FetchedVideo(video_id, str(result.path), entry.url)
+        dest = out_dir / file_name(entry.url)
+        place_file(result.path, dest)
+        return FetchedVideo(video_id, str(dest), entry.url)
 
     workers = max(1, int(cfg["workers"]))
     if workers == 1 or len(mine) <= 1:
