@@ -58,8 +58,6 @@ def _describe(error: jsonschema.ValidationError) -> str:
             f"{where}: unknown key(s) {', '.join(map(repr, extra))}; "
             f"allowed here: {', '.join(allowed)}"
         )
-    if error.validator == "required":
-        return f"{key_path(path)}: {error.message}"
     return f"{key_path(path)}: {error.message}"
 
 
@@ -67,12 +65,9 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
     """Validate ``config`` in place (defaults filled) and return it; raise ConfigError."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        # Errors inside a failed if/then branch also surface at the parent: report the
-        # deepest ones, which point at the key to change.
-        depth = max(len(e.absolute_path) for e in errors)
-        lines = [_describe(e) for e in errors if len(e.absolute_path) == depth]
+        lines = [_describe(e) for e in errors]
         raise ConfigError(
             "invalid configuration:\n  "
             + "\n  ".join(dict.fromkeys(lines))

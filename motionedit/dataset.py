@@ -91,9 +91,7 @@ def split_videos(pairs: pd.DataFrame, bench_fraction: float, seed: int) -> dict[
     return out
 
 
-def collect_pairs(
-    frames: list[str], prefilter: list[str], judge: list[str], instructions: list[str]
-) -> pd.DataFrame:
+def collect_pairs(frames: list[str], prefilter: list[str], instructions: list[str]) -> pd.DataFrame:
     """One row per pair that has an instruction, with everything the dataset needs."""
     ins = read_tables(instructions)
     ins = ins[ins["error"].isna() & ins["instruction"].notna()]
@@ -274,7 +272,7 @@ def build_dataset(
     seed: int,
 ) -> dict[str, Any]:
     out_dir = Path(out_dir)
-    pairs = collect_pairs(frames, prefilter, judge, instructions)
+    pairs = collect_pairs(frames, prefilter, instructions)
     assignment = split_videos(pairs, cfg["bench_fraction"], seed)
     pairs["split"] = pairs["video_id"].map(assignment)
     for split in SPLITS:

@@ -68,7 +68,10 @@ def scene_cut_times(path: str, threshold: float) -> list[float]:
     """Times of hard cuts found by PySceneDetect's content detector (decodes every frame)."""
     from scenedetect import ContentDetector, detect
 
-    scenes = detect(path, ContentDetector(threshold=threshold))
+    try:
+        scenes = detect(path, ContentDetector(threshold=threshold))
+    except Exception as exc:  # the library raises many kinds; any of them is this video's fault
+        raise VideoError(f"scene detection failed: {type(exc).__name__}: {exc}") from None
     return [start.seconds for start, _ in scenes[1:]]
 
 

@@ -7,7 +7,6 @@ and a user can see why a particular video produced nothing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pandas as pd
 
 from motionedit.runlog import progress
 from motionedit.sources import fetch_shard
+from motionedit.sources.download import sha256_of
 from motionedit.video import VideoError, probe
 
 COLUMNS = [
@@ -38,14 +38,6 @@ COLUMNS = [
 ]
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_usable(info, video_cfg: dict[str, Any]) -> str | None:
     """Reasons a decodable video is still unusable, or None."""
     short = min(info.width, info.height)
@@ -63,13 +55,15 @@ def probe_row(video_id: str, source: str, path: str, origin: str, video_cfg: dic
     row: dict[str, Any] = {c: None for c in COLUMNS}
     row.update(video_id=video_id, source=source, path=path, origin=origin)
     p = Path(path)
-    row["bytes"] = p.stat().st_size if p.exists() else None
-    if p.exists():
-        row["sha256"] = sha256_file(p)
     try:
-        info = probe(p)
+        row["bytes"] = p.stat().st_size
+        row["sha256"] = sha256_of(p)
+        info = probe(p, max_duration_s=video_cfg["max_duration_s"])
     except VideoError as exc:
         row["error"] = str(exc)
+        return row
+    except OSError as exc:
+        row["error"] = f"cannot read the file: {exc.strerror or exc}"
         return row
     row.update(
         duration_s=info.duration_s,

@@ -109,7 +109,13 @@ def flow_stats(flow: np.ndarray, cfg: dict[str, Any]) -> dict[str, float]:
 
 
 def decide(stats: dict[str, float], cfg: dict[str, Any]) -> tuple[bool, str]:
-    """Keep or drop, with the reason; checks run cheapest-explanation first."""
+    """Keep or drop, with the reason; checks run cheapest-explanation first.
+
+    A cut comes first: it also makes the whole frame "move" and would otherwise be
+    reported as camera motion.
+    """
+    if stats.get("frame_correlation", 1.0) < cfg["min_frame_correlation"]:
+        return False, "scene_cut"
     if (
         stats["motion_peak"] < cfg["min_motion"]
         or stats["moving_frac"] < cfg["min_moving_fraction"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import functools
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -26,15 +27,38 @@ class VideoError(Exception):
     """A video that cannot be used; the message is the reason stored in its error row."""
 
 
+#: Oldest ffmpeg that has every option used here (-fps_mode arrived in 5.1).
+MIN_FFMPEG = (5, 1)
+
+
 @functools.cache
-def ffmpeg_exe() -> str:
-    """The ffmpeg binary: the system's if on PATH, else the static one of imageio-ffmpeg."""
-    system = shutil.which("ffmpeg")
-    if system:
-        return system
+def bundled_ffmpeg_exe() -> str:
+    """The static ffmpeg that imageio-ffmpeg pins: the same build on every machine."""
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg_version(exe: str) -> tuple[int, int] | None:
+    """(major, minor) of an ffmpeg binary; None for builds that do not say (git snapshots)."""
+    try:
+        out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.match(r"ffmpeg version n?(\d+)\.(\d+)", out)
+    return (int(m[1]), int(m[2])) if m else None
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """The ffmpeg that decodes: the system's when new enough (it may have hardware decoders
+    and codecs the static build lacks), else the one imageio-ffmpeg ships."""
+    system = shutil.which("ffmpeg")
+    if system:
+        version = ffmpeg_version(system)
+        if version is None or version >= MIN_FFMPEG:
+            return system
+    return bundled_ffmpeg_exe()
 
 
 @dataclass
@@ -46,18 +70,22 @@ class VideoInfo:
     height: int
     codec: str
     rotation: int
+    # Where the video stream starts, measured from the container's start: ffmpeg's -ss
+    # counts from the container, our frame times from the stream.
     start_s: float = 0.0
-    keyframes_s: list[float] = field(default_factory=list)  # relative to start_s
+    keyframes_s: list[float] = field(default_factory=list)  # from the stream's start
 
     def frame_time(self, index: int) -> float:
         return index / self.fps
 
 
-def probe(path: str | Path) -> VideoInfo:
+def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
     """Read duration, fps, size, codec and keyframe times; raise VideoError with a reason.
 
-    One frame is decoded so that a file whose header parses but whose stream does not
-    (a truncated or mislabelled file) is caught here rather than in a later stage.
+    The duration is that of the packets actually present, and a file holding much less
+    than its header announces is reported as truncated. One frame is decoded so that a file
+    whose header parses but whose stream does not is caught here rather than in a later
+    stage. A header longer than ``max_duration_s`` is refused before the file is read.
     """
     path = Path(path)
     if not path.exists():
@@ -81,6 +109,17 @@ def probe(path: str | Path) -> VideoInfo:
             raise VideoError("video stream has no frame rate")
         tb = stream.time_base
         start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        origin = container.start_time / 1e6 if container.start_time is not None else start
+        if stream.duration is not None:
+            header_s = float(stream.duration * tb)
+        elif container.duration is not None:
+            header_s = container.duration / 1e6
+        else:
+            header_s = None
+        if max_duration_s is not None and header_s is not None and header_s > max_duration_s:
+            raise VideoError(
+                f"duration {header_s:.1f} s above video.max_duration_s={max_duration_s}"
+            )
         keyframes: list[float] = []
         n_packets = 0
         last_pts = None
@@ -98,6 +137,10 @@ def probe(path: str | Path) -> VideoInfo:
         if n_packets == 0:
             raise VideoError("video stream has no frames")
         duration = (last_pts or 0.0) + 1.0 / fps
+        if header_s is not None and duration < 0.9 * header_s - 2.0 / fps:
+            raise VideoError(
+                f"truncated: the header says {header_s:.2f} s, the stream holds {duration:.2f} s"
+            )
         container.seek(0)
         try:
             first = next(container.decode(stream), None)
@@ -117,7 +160,7 @@ def probe(path: str | Path) -> VideoInfo:
             height=height,
             codec=ctx.name,
             rotation=rotation,
-            start_s=start,
+            start_s=max(0.0, start - origin),
             keyframes_s=sorted(keyframes) or [0.0],
         )
 
@@ -175,7 +218,8 @@ def extract_frames(
     tmp_dir.mkdir(parents=True, exist_ok=True)
     half = 0.5 / info.fps
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y"]
-    offsets = [max(0.0, info.frame_time(g[0]) - half) for g in groups]
+    shift = info.start_s  # stream time -> ffmpeg's container time
+    offsets = [max(0.0, shift + info.frame_time(g[0]) - half) for g in groups]
     for offset in offsets:
         # Seek to just before the group's first frame: ffmpeg decodes from the keyframe
         # before it and drops frames until the seek point.
@@ -183,39 +227,63 @@ def extract_frames(
     raws = [tmp_dir / f".extract-{os.getpid()}-{g:03d}.rgb" for g in range(len(groups))]
     for g, (group, offset) in enumerate(zip(groups, offsets, strict=True)):
         terms = "+".join(
-            f"between(t\\,{info.frame_time(i) - offset - half:.6f}\\,"
-            f"{info.frame_time(i) - offset + half - 1e-6:.6f})"
+            f"between(t\\,{shift + info.frame_time(i) - offset - half:.6f}\\,"
+            f"{shift + info.frame_time(i) - offset + half - 1e-6:.6f})"
             for i in group
         )
         cmd += ["-map", f"{g}:v:0", "-vf", f"select='{terms}'", "-fps_mode", "passthrough"]
         cmd += ["-frames:v", str(len(group)), "-f", "rawvideo", "-pix_fmt", "rgb24", str(raws[g])]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
-        frame_bytes = info.width * info.height * 3
-        missing: list[int] = []
-        for group, raw in zip(groups, raws, strict=True):
-            data = raw.read_bytes() if raw.exists() else b""
-            got = len(data) // frame_bytes
-            if len(data) % frame_bytes:
-                raise VideoError(
-                    f"ffmpeg returned frames of an unexpected size ({len(data)} bytes)"
-                )
-            missing += group[got:]
-            for k, idx in enumerate(group[:got]):
-                frame = np.frombuffer(data, np.uint8, frame_bytes, k * frame_bytes)
-                bgr = frame.reshape(info.height, info.width, 3)[:, :, ::-1]
-                if not cv2.imwrite(str(out_paths[idx]), bgr):
-                    raise VideoError(f"cannot write {out_paths[idx]}")
-    except subprocess.TimeoutExpired:
-        raise VideoError(f"ffmpeg timed out after {timeout_s:.0f} s") from None
-    finally:
-        for raw in raws:
-            raw.unlink(missing_ok=True)
-    if proc.returncode != 0 or missing:
-        for idx in indices:
-            Path(out_paths[idx]).unlink(missing_ok=True)
+        missing = _write_pngs(groups, raws, info, out_paths)
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
         if missing:
             times = ", ".join(f"{info.frame_time(i):.3f}" for i in missing[:5])
             raise VideoError(f"frames at t={times} s not delivered by ffmpeg {err[0]}".strip())
-        raise VideoError(f"ffmpeg failed (exit {proc.returncode}): {err[0]}")
+        if proc.returncode != 0:
+            raise VideoError(f"ffmpeg failed (exit {proc.returncode}): {err[0]}")
+    except subprocess.TimeoutExpired:
+        _remove(out_paths[i] for i in indices)
+        raise VideoError(f"ffmpeg timed out after {timeout_s:.0f} s") from None
+    except OSError as exc:
+        _remove(out_paths[i] for i in indices)
+        raise VideoError(f"cannot run ffmpeg or write frames: {exc}") from None
+    except VideoError:
+        _remove(out_paths[i] for i in indices)  # no half-extracted video left behind
+        raise
+    finally:
+        _remove(raws)
+
+
+def _write_pngs(
+    groups: list[list[int]], raws: list[Path], info: VideoInfo, out_paths: dict[int, Path]
+) -> list[int]:
+    """Turn each group's raw RGB frames into PNGs, one frame in memory at a time.
+
+    Returns the wanted indices ffmpeg did not deliver.
+    """
+    frame_bytes = info.width * info.height * 3
+    missing: list[int] = []
+    for group, raw in zip(groups, raws, strict=True):
+        size = raw.stat().st_size if raw.exists() else 0
+        if size % frame_bytes:
+            raise VideoError(
+                f"ffmpeg returned {size} bytes, not a whole number of "
+                f"{info.width}x{info.height} frames"
+            )
+        got = size // frame_bytes
+        missing += group[got:]
+        if not got:
+            continue
+        with open(raw, "rb") as fh:
+            for idx in group[:got]:
+                frame = np.frombuffer(fh.read(frame_bytes), np.uint8)
+                bgr = frame.reshape(info.height, info.width, 3)[:, :, ::-1]
+                if not cv2.imwrite(str(out_paths[idx]), bgr):
+                    raise VideoError(f"cannot write {out_paths[idx]}")
+    return missing
+
+
+def _remove(paths) -> None:
+    for p in paths:
+        Path(p).unlink(missing_ok=True)

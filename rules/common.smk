@@ -14,7 +14,7 @@ SHARDS = {name: shard_names(s) for name, s in SOURCES.items()}
 
 wildcard_constraints:
     src="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    shard=r"\d{4}",
+    shard=r"\d\d\d\d+",
 
 
 def per_shard(pattern):

@@ -24,6 +24,8 @@ rule rewrite:
         table="results/instructions/{src}/{shard}.parquet",
     log:
         "results/logs/rewrite/{src}/{shard}.log",
+    benchmark:
+        "results/benchmarks/rewrite/{src}/{shard}.tsv"
     conda:
         "../envs/mining.yaml"
     params:

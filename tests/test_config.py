@@ -62,3 +62,9 @@ def test_a_config_file_that_is_not_a_mapping(tmp_path):
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     load_config(path)
+
+
+def test_every_mistake_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        validate_config({"seed": "x", "sources": [{"name": "s", "kind": "synthetic", "clipz": 3}]})
+    assert "seed: 'x' is not of type" in str(err.value) and "sources[0].clipz" in str(err.value)

@@ -61,19 +61,19 @@ def test_blur_and_noise_fail_the_quality_check(judge, tmp_path):
     blurred = cv2.GaussianBlur(scene(70), (0, 0), 6)
     assert (
         verdict(judge, tmp_path, cv2.GaussianBlur(scene(30), (0, 0), 6), blurred).reason
-        == "quality"
+        == "quality:sharpness"
     )
     rng = np.random.default_rng(0)
 
     def noisy(img):
         return (img + rng.normal(0, 40, img.shape)).clip(0, 255).astype(np.uint8)
 
-    assert verdict(judge, tmp_path, noisy(scene(30)), noisy(scene(70))).reason == "quality"
+    assert verdict(judge, tmp_path, noisy(scene(30)), noisy(scene(70))).reason == "quality:noise"
 
 
 def test_a_vanished_subject_fails_the_subject_check(judge, tmp_path):
     v = verdict(judge, tmp_path, scene(70), scene(70, with_subject=False))
-    assert not v.subject_ok and v.reason == "subject"
+    assert not v.subject_ok and v.reason.startswith("subject:")
 
 
 def test_evidence_is_kept(judge, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from motionedit.flow.dis import DISFlow
-from motionedit.prefilter import decide, flow_stats
+from motionedit.prefilter import colour_correlation, decide, flow_stats
 
 CFG = {
     "min_frame_correlation": 0.5,
@@ -52,6 +52,15 @@ def global_flow(fn) -> np.ndarray:
 )
 def test_decisions(flow, reason):
     assert decide(flow_stats(flow, CFG), CFG)[1] == reason
+
+
+def test_a_new_palette_is_a_scene_cut_before_anything_else():
+    stats = flow_stats(patch_flow(12.0, 3.0), CFG) | {"frame_correlation": 0.1}
+    assert decide(stats, CFG) == (False, "scene_cut")
+    a = np.zeros((H, W, 3), np.uint8)
+    b = a.copy()
+    a[..., 0], b[..., 2] = 200, 200  # red scene, then blue scene
+    assert colour_correlation(a, b) < 0.5 and colour_correlation(a, a) > 0.99
 
 
 def test_zoom_around_a_still_border_is_caught_by_the_global_fit():

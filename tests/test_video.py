@@ -70,9 +70,8 @@ def test_bad_inputs_become_error_rows(tmp_path):
     assert "no video stream" in rows["audio_only"]["error"]
     assert "below video.min_side=32" in rows["tiny"]["error"]
     assert "not a readable video container" in rows["truncated"]["error"]
-    # A truncated file whose index survived keeps the frames it still holds.
-    assert rows["truncated_faststart"]["error"] is None
-    assert rows["truncated_faststart"]["n_frames"] < 168
+    # A truncated file whose index survived: the header promises more than the stream holds.
+    assert "truncated: the header says 7.00 s" in rows["truncated_faststart"]["error"]
     assert rows["one_frame"]["error"] is None and rows["one_frame"]["n_frames"] == 1
     rot = rows["rotated"]
     assert rot["error"] is None and rot["rotation"] in (90, 270)
@@ -85,6 +84,25 @@ def test_rotated_video_frames_come_out_upright(tmp_path):
     out = {0: tmp_path / "r0.png"}
     extract_frames(videos["rotated"], info, [0], out)
     assert cv2.imread(str(out[0])).shape[:2] == (96, 64)
+
+
+def test_a_stream_that_starts_after_the_container_gives_the_right_frames(tmp_path):
+    from conftest import ffmpeg
+
+    plain = make_video(tmp_path / "p.mp4", seconds=7, fps=10, gop=1000)
+    delayed = tmp_path / "delayed.mp4"
+    ffmpeg("-itsoffset", "0.5", "-i", str(plain), "-f", "lavfi", "-i",
+           "sine=frequency=440:duration=8", "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+           "-c:a", "aac", str(delayed))  # fmt: skip
+    info = probe(delayed)
+    assert abs(info.start_s - 0.5) < 0.05
+    wanted = [5, 20, 69]
+    outs = {i: tmp_path / f"d{i}.png" for i in wanted}
+    extract_frames(delayed, info, wanted, outs)
+    reference = decoded_frames(plain)
+    for i in wanted:
+        got = cv2.imread(str(outs[i]))[:, :, ::-1].astype(float)
+        assert int(np.argmin([np.abs(got - f).mean() for f in reference])) == i
 
 
 def test_missing_frames_are_an_error(tmp_path):

@@ -29,7 +29,7 @@ import numpy as np
 from motionedit.flow import FlowEstimator, make_flow
 from motionedit.judge.base import PairInput, Verdict
 from motionedit.pairs import load_pair
-from motionedit.prefilter import peak_motion
+from motionedit.prefilter import colour_correlation, peak_motion
 
 PROMPT_VERSION = "offline-v1"
 
@@ -126,12 +126,6 @@ def warp_back(img1: np.ndarray, flow: np.ndarray) -> np.ndarray:
         cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
-
-
-def histogram_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    ha = cv2.calcHist([a], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3)
-    hb = cv2.calcHist([b], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3)
-    return float(cv2.compareHist(ha, hb, cv2.HISTCMP_CORREL))
 
 
 def changed_colour_consistency(img0: np.ndarray, img1: np.ndarray) -> tuple[float, float]:
@@ -320,7 +314,7 @@ class OfflineJudge:
             "moving": moving,
             "diag": diag,
             "warp_error": float(resid.mean()),
-            "histogram_correlation": histogram_correlation(img0, img1),
+            "histogram_correlation": colour_correlation(img0, img1),
             "sharpness": min(sharpness(g0), sharpness(g1)),
             "noise": max(noise_sigma(g0), noise_sigma(g1)),
             "change_frac": float(change.mean()),
@@ -431,28 +425,25 @@ class OfflineJudge:
         m = self.measure(img0, img1)
         c = self.cfg
         numbers = {k: v for k, v in m.items() if k not in ("flow", "moving", "diag", "silhouette")}
-        quality_ok = m["sharpness"] >= c["min_sharpness"] and m["noise"] <= c["max_noise"]
-        setting_ok = (
-            m["warp_error"] <= c["max_warp_error"]
-            and m["histogram_correlation"] >= c["min_histogram_correlation"]
-        )
-        subject_ok = (
-            m["exit_frac"] <= c["max_exit_fraction"]
-            and m["unexplained_frac"] <= c["max_unexplained"]
-            and m["change_consistency"] >= c["min_change_consistency"]
-        )
-        motion_ok = m["motion_peak"] >= c["min_motion"]
+        # (check, measurement, passed), in the order a failure is reported.
+        checks = [
+            ("quality", "sharpness", m["sharpness"] >= c["min_sharpness"]),
+            ("quality", "noise", m["noise"] <= c["max_noise"]),
+            ("setting", "warp_error", m["warp_error"] <= c["max_warp_error"]),
+            ("setting", "histogram_correlation",
+             m["histogram_correlation"] >= c["min_histogram_correlation"]),
+            ("subject", "exit_frac", m["exit_frac"] <= c["max_exit_fraction"]),
+            ("subject", "unexplained_frac", m["unexplained_frac"] <= c["max_unexplained"]),
+            ("subject", "change_consistency",
+             m["change_consistency"] >= c["min_change_consistency"]),
+            ("motion", "motion_peak", m["motion_peak"] >= c["min_motion"]),
+        ]  # fmt: skip
+        failed = [f"{check}:{name}" for check, name, ok in checks if not ok]
+        passed = {check: all(ok for c2, _, ok in checks if c2 == check) for check, _, _ in checks}
+        setting_ok, motion_ok = passed["setting"], passed["motion"]
+        subject_ok, quality_ok = passed["subject"], passed["quality"]
+        reason = failed[0] if failed else "ok"
         category, before, after, geometry = self.categorise(m, img0)
-        reason = "ok"
-        for ok, name in (
-            (quality_ok, "quality"),
-            (setting_ok, "setting"),
-            (subject_ok, "subject"),
-            (motion_ok, "motion"),
-        ):
-            if not ok:
-                reason = name
-                break
         return Verdict(
             setting_ok=setting_ok,
             motion_ok=motion_ok,

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -89,7 +90,7 @@ def judge_shard(
             stats = {k: p[k] for k in ("motion_mean", "motion_peak", "moving_frac")}
             try:
                 verdict = judge.judge(PairInput(p.pair_id, p.frame0, p.frame1, stats))
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, cv2.error) as exc:
                 row = base | {"keep": False, "reason": "error", "error": str(exc)}
                 raw.write(json.dumps({"pair_id": p.pair_id, "error": str(exc)}) + "\n")
             else:
@@ -114,7 +115,7 @@ def rewrite_shard(judged: pd.DataFrame, rewriter: Rewriter, log: logging.Logger)
             row["instruction"] = rewriter.rewrite(
                 {"summary": j.summary, "category": j.category, "details": j.details}
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, cv2.error) as exc:
             row["error"] = str(exc)
         rows.append(row)
     log.info("%d instructions written", len(rows))

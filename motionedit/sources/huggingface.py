@@ -51,6 +51,7 @@ DEFAULTS = {
     "revision": "main",
     "allow_patterns": ["*.mp4"],
     "max_member_bytes": 2_000_000_000,
+    "max_total_bytes": 200_000_000_000,
     "cache_dir": None,
 }
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -99,8 +100,9 @@ def shard_count(source: dict) -> int:
     return len(_cfg(source)["files"])
 
 
-def _origin(cfg: dict, file: str, member: str | None = None) -> str:
-    base = f"hf://{cfg['repo_type']}s/{cfg['repo_id']}@{cfg['revision']}/{file}"
+def _origin(cfg: dict, file: str, member: str | None = None, commit: str | None = None) -> str:
+    """Where a video came from, at the commit it was actually fetched from when known."""
+    base = f"hf://{cfg['repo_type']}s/{cfg['repo_id']}@{commit or cfg['revision']}/{file}"
     return f"{base}#{member}" if member else base
 
 
@@ -183,14 +185,14 @@ def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
     if kind is None:
         if not file.lower().endswith(VIDEO_SUFFIXES):
             why = f"neither a tar/zip archive nor a video ({', '.join(VIDEO_SUFFIXES)})"
-            return [FetchedVideo(file_id, None, _origin(cfg, file), why)]
+            return [FetchedVideo(file_id, None, _origin(cfg, file, commit=commit), why)]
         dest = out_dir / safe_filename(file)
         try:
             place_file(Path(local), dest, link=True)
         except OSError as exc:
             why = f"cannot place downloaded file: {exc.strerror or exc}"
-            return [FetchedVideo(file_id, None, _origin(cfg, file), why)]
-        return [FetchedVideo(file_id, str(dest), _origin(cfg, file))]
+            return [FetchedVideo(file_id, None, _origin(cfg, file, commit=commit), why)]
+        return [FetchedVideo(file_id, str(dest), _origin(cfg, file, commit=commit))]
 
     try:
         members = extract_archive(
@@ -198,16 +200,17 @@ def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
             out_dir,
             allow_patterns=cfg["allow_patterns"],
             max_member_bytes=int(cfg["max_member_bytes"]),
+            max_total_bytes=int(cfg["max_total_bytes"]),
             report_unmatched=False,
         )
     except ArchiveError as exc:
-        return [FetchedVideo(file_id, None, _origin(cfg, file), str(exc))]
+        return [FetchedVideo(file_id, None, _origin(cfg, file, commit=commit), str(exc))]
     fetched = [
-        FetchedVideo(f"{file_id}/{m.member}", m.path, _origin(cfg, file, m.member), m.error)
+        FetchedVideo(f"{file_id}/{m.member}", m.path, _origin(cfg, file, m.member, commit), m.error)
         for m in members
     ]
     if not fetched:
         # A row keeps the shard visible in the manifest; an empty one looks like a lost job.
         why = f"archive has no member matching allow_patterns {cfg['allow_patterns']}"
-        fetched = [FetchedVideo(file_id, None, _origin(cfg, file), why)]
+        fetched = [FetchedVideo(file_id, None, _origin(cfg, file, commit=commit), why)]
     return fetched

@@ -35,7 +35,7 @@ from motionedit.sources.synthetic_scenes import (
     Stage,
     build_leaving,
 )
-from motionedit.video import ffmpeg_exe
+from motionedit.video import bundled_ffmpeg_exe
 
 #: Negative clip types, in the order they are dealt out.
 NEGATIVE_TYPES: tuple[str, ...] = (
@@ -465,7 +465,7 @@ def encode(plan: ClipPlan, path: Path, gop_seconds: float, crf: int) -> None:
     s = plan.spec
     part = path.with_name(path.name + ".part")
     cmd = [
-        ffmpeg_exe(), "-nostdin", "-v", "error", "-y",
+        bundled_ffmpeg_exe(), "-nostdin", "-v", "error", "-y",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{s.width}x{s.height}", "-r", str(s.fps),
         "-i", "-", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf),
         "-g", str(max(1, round(gop_seconds * s.fps))), "-threads", "1", "-pix_fmt", "yuv420p",
@@ -480,6 +480,11 @@ def encode(plan: ClipPlan, path: Path, gop_seconds: float, crf: int) -> None:
                 proc.stdin.write(plan.frame(i).tobytes())
         except BrokenPipeError:
             pass
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            part.unlink(missing_ok=True)
+            raise
         finally:
             proc.stdin.close()
         rc = proc.wait()

@@ -180,10 +180,6 @@ def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
 
     def one(entry: ListEntry) -> FetchedVideo:
         video_id = f"{name}/{entry.url}"
-        scheme = urlsplit(entry.url).scheme.lower()
-        if scheme not in ("http", "https"):
-            why = f"unsupported URL scheme {scheme or '(none)'!r}: only http and https"
-            return FetchedVideo(video_id, None, entry.url, why)
         try:
             result = download(
                 entry.url,
@@ -194,13 +190,13 @@ def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
                 max_bytes=int(cfg["max_bytes"]),
                 sha256=entry.sha256,
             )
+            dest = out_dir / file_name(entry.url)
+            place_file(result.path, dest)
         except DownloadError as exc:
             return FetchedVideo(video_id, None, entry.url, f"download failed: {exc}")
         except Exception as exc:  # a full disk or a library bug must not sink the shard
             reason = f"download failed: {type(exc).__name__}: {exc}"
             return FetchedVideo(video_id, None, entry.url, reason)
-        dest = out_dir / file_name(entry.url)
-        place_file(result.path, dest)
         return FetchedVideo(video_id, str(dest), entry.url)
 
     workers = max(1, int(cfg["workers"]))
