@@ -2,7 +2,7 @@
 
 A window's two frames are a candidate (input, target) pair. Frames shared by neighbouring
 windows (the end of one is the start of the next with the default stride) are decoded and
-stored once; all frames of a video come from one ffmpeg call.
+stored once; all frames of a video come from one decoding pass over it.
 """
 
 from __future__ import annotations
@@ -84,7 +84,6 @@ def _info(row: pd.Series) -> VideoInfo:
         height=int(row.height),
         codec=str(row.codec),
         rotation=int(row.rotation),
-        start_s=float(row.start_s),
         keyframes_s=[float(t) for t in row.keyframes_s],
     )
 

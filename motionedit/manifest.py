@@ -32,7 +32,6 @@ COLUMNS = [
     "height",
     "codec",
     "rotation",
-    "start_s",
     "keyframes_s",
     "error",
 ]
@@ -73,7 +72,6 @@ def probe_row(video_id: str, source: str, path: str, origin: str, video_cfg: dic
         height=info.height,
         codec=info.codec,
         rotation=info.rotation,
-        start_s=info.start_s,
         keyframes_s=info.keyframes_s,
     )
     row["error"] = check_usable(info, video_cfg)
@@ -104,6 +102,6 @@ def build_manifest(
     df = pd.DataFrame(rows, columns=COLUMNS)
     for col in ("bytes", "n_frames", "width", "height", "rotation"):
         df[col] = df[col].astype("Int64")
-    for col in ("duration_s", "fps", "start_s"):
+    for col in ("duration_s", "fps"):
         df[col] = df[col].astype("float64")
     return df.sort_values("video_id", kind="stable").reset_index(drop=True)
