@@ -4,8 +4,8 @@ Both run in-process on FFmpeg's libraries through PyAV. Probing demuxes (no deco
 count frames and find keyframes, and decodes one frame. Extraction decodes only what the
 requested frames need: each group of frames starts at the keyframe before it, so a video
 with a short GOP is never decoded whole, and a video with one keyframe is decoded once, up
-to its last wanted frame. The ffmpeg binary (the system's when new enough, else the one
-imageio-ffmpeg pins) is used to encode videos: the synthetic corpus and test clips.
+to its last wanted frame. The ffmpeg binary imageio-ffmpeg pins only encodes: the synthetic
+corpus and the test clips.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import bisect
 import functools
 import os
-import re
 import shutil
-import subprocess
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,10 +28,6 @@ class VideoError(Exception):
     """A video that cannot be used; the message is the reason stored in its error row."""
 
 
-#: Oldest ffmpeg that has every option used here (-fps_mode arrived in 5.1).
-MIN_FFMPEG = (5, 1)
-
-
 @functools.cache
 def bundled_ffmpeg_exe() -> str:
     """The static ffmpeg that imageio-ffmpeg pins: the same build on every machine."""
@@ -42,26 +36,10 @@ def bundled_ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def ffmpeg_version(exe: str) -> tuple[int, int] | None:
-    """(major, minor) of an ffmpeg binary; None for builds that do not say (git snapshots)."""
-    try:
-        out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    m = re.match(r"ffmpeg version n?(\d+)\.(\d+)", out)
-    return (int(m[1]), int(m[2])) if m else None
-
-
 @functools.cache
 def ffmpeg_exe() -> str:
-    """The ffmpeg that decodes: the system's when new enough (it may have hardware decoders
-    and codecs the static build lacks), else the one imageio-ffmpeg ships."""
-    system = shutil.which("ffmpeg")
-    if system:
-        version = ffmpeg_version(system)
-        if version is None or version >= MIN_FFMPEG:
-            return system
-    return bundled_ffmpeg_exe()
+    """The ffmpeg a user would run: the system's if on PATH, else the pinned one."""
+    return shutil.which("ffmpeg") or bundled_ffmpeg_exe()
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from motionedit.video import ffmpeg_exe
+from motionedit.video import bundled_ffmpeg_exe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,7 @@ def _offline_hub(monkeypatch):
 
 
 def ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *args], check=True)
+    subprocess.run([bundled_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *args], check=True)
 
 
 def make_video(
