@@ -128,7 +128,16 @@ def warp_back(img1: np.ndarray, flow: np.ndarray) -> np.ndarray:
     )
 
 
-def changed_colour_consistency(img0: np.ndarray, img1: np.ndarray) -> tuple[float, float]:
+def colour_change(img0: np.ndarray, img1: np.ndarray) -> np.ndarray:
+    """Pixels whose colour changed between the frames (lightly blurred against noise)."""
+    s0 = cv2.GaussianBlur(img0.astype(np.float32), (0, 0), 1.5)
+    s1 = cv2.GaussianBlur(img1.astype(np.float32), (0, 0), 1.5)
+    return (np.abs(s0 - s1).max(-1) > 25).astype(np.uint8)
+
+
+def changed_colour_consistency(
+    img0: np.ndarray, img1: np.ndarray, changed: np.ndarray
+) -> tuple[float, float]:
     """Colour agreement of the two frames over the pixels that changed between them.
 
     When a subject moves, turns or deforms, the changed pixels hold the subject and some
@@ -137,9 +146,6 @@ def changed_colour_consistency(img0: np.ndarray, img1: np.ndarray) -> tuple[floa
     background or a different subject, and the histograms disagree. Returns (histogram
     correlation, fraction of pixels that changed); 1.0 when nothing changed.
     """
-    s0 = cv2.GaussianBlur(img0.astype(np.float32), (0, 0), 1.5)
-    s1 = cv2.GaussianBlur(img1.astype(np.float32), (0, 0), 1.5)
-    changed = (np.abs(s0 - s1).max(-1) > 25).astype(np.uint8)
     changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     if changed.sum() < 16:
         return 1.0, float(changed.mean())
@@ -172,7 +178,7 @@ def _shape(mask: np.ndarray) -> dict[str, float] | None:
     }
 
 
-def silhouette_change(img0: np.ndarray, img1: np.ndarray) -> dict[str, float]:
+def silhouette_change(img0: np.ndarray, img1: np.ndarray, changed: np.ndarray) -> dict[str, float]:
     """How the textured subject's silhouette changes around the pixels that changed.
 
     Subjects carry more texture than the scene around them; within a zone around the
@@ -180,9 +186,6 @@ def silhouette_change(img0: np.ndarray, img1: np.ndarray) -> dict[str, float]:
     area ratio, axis-angle change (degrees), centroid shift (in subject radii) and the
     number of parts in each frame; empty when no subject stands out.
     """
-    s0 = cv2.GaussianBlur(img0.astype(np.float32), (0, 0), 1.5)
-    s1 = cv2.GaussianBlur(img1.astype(np.float32), (0, 0), 1.5)
-    changed = (np.abs(s0 - s1).max(-1) > 25).astype(np.uint8)
     zone = cv2.dilate(changed, np.ones((9, 9), np.uint8)).astype(bool)
     if zone.all() or not zone.any():
         return {}
@@ -305,9 +308,10 @@ class OfflineJudge:
         xs, ys = np.meshgrid(np.arange(w), np.arange(h))
         tx, ty = xs + flow[..., 0], ys + flow[..., 1]
         outside = (tx < -1) | (tx > w) | (ty < -1) | (ty > h)
-        consistency, changed_frac = changed_colour_consistency(img0, img1)
+        changed_px = colour_change(img0, img1)
+        consistency, changed_frac = changed_colour_consistency(img0, img1, changed_px)
         return {
-            "silhouette": silhouette_change(img0, img1),
+            "silhouette": silhouette_change(img0, img1, changed_px),
             "flow": flow,
             "change_consistency": consistency,
             "changed_frac": changed_frac,
