@@ -162,19 +162,13 @@ def write_split(rows: pd.DataFrame, split_dir: Path, image_format: str) -> None:
             }
         )
     (split_dir / "metadata.jsonl").write_text("".join(line + "\n" for line in records))
-    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    arrow = {
+        "Image": pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+        "string": pa.string(),
+        "float64": pa.float64(),
+    }
     schema = pa.schema(
-        [
-            (
-                k,
-                image_type
-                if v["_type"] == "Image"
-                else pa.from_numpy_dtype(np.dtype(v["dtype"]))
-                if v["dtype"] != "string"
-                else pa.string(),
-            )
-            for k, v in HF_FEATURES.items()
-        ],
+        [(k, arrow[v.get("dtype", v["_type"])]) for k, v in HF_FEATURES.items()],
         metadata={"huggingface": json.dumps({"info": {"features": HF_FEATURES}})},
     )
     table = pa.Table.from_pylist(table_rows, schema=schema)

@@ -38,15 +38,10 @@ COLUMNS = [
 
 
 def check_usable(info, video_cfg: dict[str, Any]) -> str | None:
-    """Reasons a decodable video is still unusable, or None."""
+    """Why a decodable video is still unusable (too small), or None; probe checks duration."""
     short = min(info.width, info.height)
     if short < video_cfg["min_side"]:
         return f"resolution {info.width}x{info.height} below video.min_side={video_cfg['min_side']}"
-    if info.duration_s > video_cfg["max_duration_s"]:
-        return (
-            f"duration {info.duration_s:.1f} s above video.max_duration_s="
-            f"{video_cfg['max_duration_s']}"
-        )
     return None
 
 

@@ -93,10 +93,7 @@ def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
             header_s = container.duration / 1e6
         else:
             header_s = None
-        if max_duration_s is not None and header_s is not None and header_s > max_duration_s:
-            raise VideoError(
-                f"duration {header_s:.1f} s above video.max_duration_s={max_duration_s}"
-            )
+        _check_duration(header_s, max_duration_s)  # before reading a stray movie whole
         keyframes: list[float] = []
         n_packets = 0
         last_pts = None
@@ -114,6 +111,7 @@ def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
         if n_packets == 0:
             raise VideoError("video stream has no frames")
         duration = (last_pts or 0.0) + 1.0 / fps
+        _check_duration(duration, max_duration_s)  # files whose header has no duration
         if header_s is not None and duration < 0.9 * header_s - 2.0 / fps:
             raise VideoError(
                 f"truncated: the header says {header_s:.2f} s, the stream holds {duration:.2f} s"
@@ -141,13 +139,22 @@ def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
         )
 
 
-def frame_index(info: VideoInfo, t: float) -> int:
+def _check_duration(seconds: float | None, limit: float | None) -> None:
+    if seconds is not None and limit is not None and seconds > limit:
+        raise VideoError(f"duration {seconds:.1f} s above video.max_duration_s={limit}")
+
+
+def frame_at(t: float, fps: float, n_frames: int) -> int:
     """Index of the frame shown at time t, clamped to the last frame.
 
-    Asking ffmpeg for t == duration yields no frame and exit code 0, so the end of a window
-    that reaches the end of the video maps to the last frame instead.
+    There is no frame at t == duration (the last one is shown from duration - 1/fps), so
+    the end of a window that reaches the end of the video maps to the last frame.
     """
-    return max(0, min(int(round(t * info.fps)), info.n_frames - 1))
+    return max(0, min(int(round(t * fps)), n_frames - 1))
+
+
+def frame_index(info: VideoInfo, t: float) -> int:
+    return frame_at(t, info.fps, info.n_frames)
 
 
 #: A seek (decoder flush, demuxer jump) costs about as much as decoding this many pixels;

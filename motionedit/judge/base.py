@@ -17,7 +17,6 @@ class PairInput:
     pair_id: str
     frame0: str
     frame1: str
-    stats: dict[str, Any] = field(default_factory=dict)  # the prefilter's numbers
 
 
 @dataclass

@@ -276,6 +276,16 @@ def rigid_fit(flow: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     return out
 
 
+def _pushes(mover: dict[str, Any], obj: str, detail: dict) -> tuple[str, str, str, dict]:
+    d = direction_words(mover["dx"], mover["dy"])
+    return (
+        "subject_object",
+        f"the {mover['colour']} subject beside {obj}",
+        f"the {mover['colour']} subject pushes {obj} {d}",
+        detail | {"direction": d},
+    )
+
+
 class OfflineJudge:
     backend = "offline"
     model = "image-statistics"
@@ -353,15 +363,9 @@ class OfflineJudge:
             if b is not None:
                 speed_a, speed_b = math.hypot(a["dx"], a["dy"]), math.hypot(b["dx"], b["dy"])
                 cos = (a["dx"] * b["dx"] + a["dy"] * b["dy"]) / max(speed_a * speed_b, 1e-6)
-                if cos > 0.3:
+                if cos > 0.3:  # moving the same way: one pushes the other
                     mover, obj = (a, b) if speed_a >= speed_b else (b, a)
-                    d = direction_words(mover["dx"], mover["dy"])
-                    return (
-                        "subject_object",
-                        f"the {mover['colour']} subject beside the {obj['colour']} object",
-                        f"the {mover['colour']} subject pushes the {obj['colour']} object {d}",
-                        detail | {"direction": d},
-                    )
+                    return _pushes(mover, f"the {obj['colour']} object", detail)
             who = f"the {colour} and the {b['colour']} subjects" if b else "the two subjects"
             meet = parts[0] > parts[1] if parts[0] != parts[1] else True
             first, second = ("apart", "together") if meet else ("together", "apart")
@@ -371,7 +375,6 @@ class OfflineJudge:
                 f"{who} {second}",
                 detail | {"meet": meet},
             )
-        turn = "counter-clockwise" if a["angle_deg"] < 0 else "clockwise"
         area_ratio = sil.get("area_ratio", a["scale"] ** 2)
         if area_ratio > 1.25 or area_ratio < 0.8:
             grows = area_ratio >= 1.0
@@ -393,6 +396,7 @@ class OfflineJudge:
                 detail | {"turn": turn, "degrees": deg},
             )
         if not moved_far and abs(a["angle_deg"]) > 10.0 and a["pivot_dist"] > 1.0:
+            turn = "counter-clockwise" if a["angle_deg"] < 0 else "clockwise"
             return (
                 "pose",
                 f"the {colour} figure with its limb at rest",
@@ -401,13 +405,7 @@ class OfflineJudge:
             )
         if parts[0] == parts[1] >= 2:
             # Two textured bodies moving as one region in one direction: one pushes the other.
-            d = direction_words(a["dx"], a["dy"])
-            return (
-                "subject_object",
-                f"the {colour} subject beside the object",
-                f"the {colour} subject pushes the object {d}",
-                detail | {"direction": d},
-            )
+            return _pushes(a, "the object", detail)
         if moved_far or math.hypot(a["dx"], a["dy"]) > 0.3 * a["radius"]:
             d = direction_words(a["dx"], a["dy"])
             place0, place1 = place_words(a["cx"], w), place_words(a["cx"] + a["dx"], w)

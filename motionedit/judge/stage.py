@@ -87,9 +87,8 @@ def judge_shard(
     with open(raw_path, "w", encoding="utf-8") as raw:
         for _, p in progress(kept.iterrows(), desc="judge", total=len(kept)):
             base = _empty_row(JUDGE_COLUMNS, p, judge)
-            stats = {k: p[k] for k in ("motion_mean", "motion_peak", "moving_frac")}
             try:
-                verdict = judge.judge(PairInput(p.pair_id, p.frame0, p.frame1, stats))
+                verdict = judge.judge(PairInput(p.pair_id, p.frame0, p.frame1))
             except (OSError, ValueError, cv2.error) as exc:
                 row = base | {"keep": False, "reason": "error", "error": str(exc)}
                 raw.write(json.dumps({"pair_id": p.pair_id, "error": str(exc)}) + "\n")

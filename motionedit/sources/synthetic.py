@@ -35,7 +35,7 @@ from motionedit.sources.synthetic_scenes import (
     Stage,
     build_leaving,
 )
-from motionedit.video import bundled_ffmpeg_exe
+from motionedit.video import bundled_ffmpeg_exe, frame_at
 
 #: Negative clip types, in the order they are dealt out.
 NEGATIVE_TYPES: tuple[str, ...] = (
@@ -537,11 +537,6 @@ def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
 # ---------------------------------------------------------------- ground truth per window
 
 
-def _frame_at(t: float, fps: float, n_frames: int) -> int:
-    """The frame shown at time t, rounded and clamped as the frames stage does it."""
-    return max(0, min(int(round(t * fps)), n_frames - 1))
-
-
 def _visible(subject: dict, f: int) -> bool:
     return any(a <= f < b for a, b in subject["visible_frames"])
 
@@ -561,7 +556,7 @@ def window_truth(truth_row: dict, t0: float, t1: float) -> dict[str, Any]:
     tl = truth_row["timeline"]
     tl = json.loads(tl) if isinstance(tl, str) else tl
     fps, n = float(tl["fps"]), int(tl["n_frames"])
-    f0, f1 = _frame_at(t0, fps, n), _frame_at(t1, fps, n)
+    f0, f1 = frame_at(t0, fps, n), frame_at(t1, fps, n)
 
     def negative(label: str) -> dict[str, Any]:
         return {"positive": False, "label": label}
