@@ -16,6 +16,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from motionedit.flow import unimatch_checkpoint_problem
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
 
@@ -82,6 +84,10 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
             raise ConfigError(f"sources[{i}].min_side: larger than max_side ({src['max_side']})")
         if src["kind"] == "synthetic" and src["min_seconds"] > src["max_seconds"]:
             raise ConfigError(f"sources[{i}].min_seconds: larger than max_seconds")
+    if config["flow"]["backend"] == "unimatch":
+        problem = unimatch_checkpoint_problem(config["flow"]["unimatch"]["checkpoint"])
+        if problem:
+            raise ConfigError(problem)
     return config
 
 

@@ -22,5 +22,6 @@ rule dataset:
     params:
         dataset=config["dataset"],
         seed=config["seed"],
+        flow_backend=config["flow"]["backend"],
     script:
         "../workflow_scripts/dataset.py"

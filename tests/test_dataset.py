@@ -124,6 +124,11 @@ def test_dataset_files_load_with_datasets(tmp_path):
     assert stats["dataset"]["train"]["pairs"] + stats["dataset"]["bench"]["pairs"] == 24
     assert stats["motion"]["motion_mean"]["p50"] == pytest.approx(0.055)
     assert stats["motion_peak_by_category"]["pose"]["mean"] == 0.05
+    magnitude = stats["motion_magnitude"]
+    assert magnitude["mean"] == pytest.approx(stats["motion"]["motion_mean"]["mean"])
+    # Two pairs per video, at 0.00, 0.01, ..., 0.11 diagonals.
+    assert [b["pairs"] for b in magnitude["histogram"]] == [2, 0, 0, 2, 4, 8, 8, 0, 0]
+    assert magnitude["histogram"][-1] == {"from": 0.32, "to": None, "pairs": 0}
     meta = [
         json.loads(line) for line in (out / "train" / "metadata.jsonl").read_text().splitlines()
     ]

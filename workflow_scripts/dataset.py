@@ -19,6 +19,9 @@ stats = build_dataset(
     Path(snakemake.output.stats).parent,
     snakemake.params.dataset,
     snakemake.params.seed,
+    snakemake.params.flow_backend,
 )
 log.info("dataset: %s", stats["dataset"])
 log.info("categories: %s", stats["categories"]["all"])
+if "motion_magnitude" in stats:
+    log.info("mean input->target motion: %s", stats["motion_magnitude"]["mean"])

@@ -7,9 +7,29 @@ of [H, W, 3] of one size), flows are float32 [B, H, W, 2] in pixels, x then y, s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+BACKENDS = ("dis", "unimatch")
+UNIMATCH_CHECKPOINT_NAME = "gmflow-scale2-regrefine6-mixdata-train320x576-4e7b215d.pth"
+UNIMATCH_CHECKPOINT_URL = (
+    "https://s3.eu-central-1.amazonaws.com/avg-projects/unimatch/pretrained/"
+    + UNIMATCH_CHECKPOINT_NAME
+)
+
+
+def unimatch_checkpoint_problem(path: str | Path | None) -> str | None:
+    """Why ``path`` cannot be the UniMatch checkpoint (with how to fix it), or None if it can."""
+    if path and Path(path).expanduser().is_file():
+        return None
+    where = f"not found: {path}" if path else "not set"
+    return (
+        f"flow.unimatch.checkpoint: the UniMatch checkpoint is {where}. Download "
+        f"{UNIMATCH_CHECKPOINT_NAME} from {UNIMATCH_CHECKPOINT_URL} (UniMatch's MODEL_ZOO.md) "
+        "and set flow.unimatch.checkpoint in the config to its path."
+    )
 
 
 class FlowEstimator(Protocol):
@@ -17,7 +37,7 @@ class FlowEstimator(Protocol):
 
 
 def make_flow(cfg: dict[str, Any]) -> FlowEstimator:
-    """The backend named by ``flow.backend`` in the config."""
+    """The backend named by ``flow.backend`` in the config (the ``flow`` section)."""
     backend = cfg["backend"]
     if backend == "dis":
         from motionedit.flow.dis import DISFlow
@@ -25,4 +45,14 @@ def make_flow(cfg: dict[str, Any]) -> FlowEstimator:
         return DISFlow(
             preset=cfg.get("dis_preset", "medium"), finest_scale=cfg.get("dis_finest_scale", 0)
         )
-    raise ValueError(f"flow.backend: unknown backend {backend!r}; use one of ['dis']")
+    if backend == "unimatch":
+        from motionedit.flow.unimatch import UniMatchFlow
+
+        um = cfg.get("unimatch") or {}
+        return UniMatchFlow(
+            um.get("checkpoint"),
+            device=um.get("device", "auto"),
+            dtype=um.get("dtype", "float32"),
+            batch_size=um.get("batch_size", 8),
+        )
+    raise ValueError(f"flow.backend: unknown backend {backend!r}; use one of {list(BACKENDS)}")
