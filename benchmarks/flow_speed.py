@@ -75,7 +75,8 @@ def main() -> None:
     for side in (256, 512):
         a, b = pairs(1, side)
         for name, flow in (("dis", dis), ("unimatch", cpu)):
-            rows.append((name, "cpu", side, 1, timed(lambda f=flow: f.estimate(a, b), args.repeat)))
+            t = timed(lambda f=flow, a=a, b=b: f.estimate(a, b), args.repeat)
+            rows.append((name, "cpu", side, 1, t))
     if torch.cuda.is_available():
         a, b = pairs(8, 512)
         ta = torch.from_numpy(a).permute(0, 3, 1, 2).float().cuda()
@@ -86,10 +87,8 @@ def main() -> None:
             rows.append((f"unimatch {dtype}", "cuda", 512, 8, t))
         print(f"  peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
     for name, device, side, batch, t in rows:
-        size = f"{side}x{side}"
-        print(
-            f"{name:<22} {device:<6} {size:>7} {batch:>5} {batch / t:>9.2f} {1000 * t / batch:>9.1f}"
-        )
+        size, rate, ms = f"{side}x{side}", batch / t, 1000 * t / batch
+        print(f"{name:<22} {device:<6} {size:>7} {batch:>5} {rate:>9.2f} {ms:>9.1f}")
     by_key = {(r[0], r[2]): r[4] for r in rows}
     for side in (256, 512):
         ratio = by_key[("unimatch", side)] / by_key[("dis", side)]

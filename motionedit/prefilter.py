@@ -133,30 +133,65 @@ def decide(stats: dict[str, float], cfg: dict[str, Any]) -> tuple[bool, str]:
     return True, "ok"
 
 
+def _flows_in_batches(
+    flow: FlowEstimator, pairs: list[tuple[np.ndarray, np.ndarray]], batch: int
+) -> list[np.ndarray]:
+    """Flows of ``pairs`` in their order, pairs of one size sharing a call of up to ``batch``.
+
+    Batching is what makes a GPU backend pay off; a CPU backend runs pair by pair anyway.
+    """
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, (a, _) in enumerate(pairs):
+        by_shape.setdefault(a.shape, []).append(i)
+    out: list[np.ndarray] = [np.empty(0)] * len(pairs)
+    for index in by_shape.values():
+        for start in range(0, len(index), batch):
+            part = index[start : start + batch]
+            flows = flow.estimate(
+                np.stack([pairs[i][0] for i in part]), np.stack([pairs[i][1] for i in part])
+            )
+            for i, f in zip(part, flows, strict=True):
+                out[i] = f
+    return out
+
+
 def prefilter_shard(
     frames: pd.DataFrame,
     cfg: dict[str, Any],
     flow_cfg: dict[str, Any],
     log: logging.Logger,
     flow: FlowEstimator | None = None,
+    chunk: int = 64,
 ) -> pd.DataFrame:
     flow = flow or make_flow(flow_cfg)
+    batch = int(getattr(flow, "batch_size", 1))
     todo = frames[frames["error"].isna() & frames["skip"].isna()]
     log.info("%d candidate pairs", len(todo))
     rows = []
-    for _, pair in progress(todo.iterrows(), desc="prefilter", total=len(todo)):
-        row = {c: None for c in COLUMNS}
-        row.update(pair_id=pair.pair_id, video_id=pair.video_id, source=pair.source)
-        try:
-            a, b = load_pair(pair.frame0, pair.frame1, flow_cfg["max_side"])
-            stats = flow_stats(flow.estimate(a[None], b[None])[0], cfg)
-            stats["frame_correlation"] = colour_correlation(a, b)
-        except (ValueError, cv2.error) as exc:
-            row.update(keep=False, reason="error", error=str(exc))
-        else:
-            keep, reason = decide(stats, cfg)
-            row.update(stats, keep=keep, reason=reason)
-        rows.append(row)
+    # Pairs are loaded a chunk at a time, so memory stays flat on shards of any size.
+    for start in progress(range(0, len(todo), chunk), desc=f"prefilter ({chunk} pairs)"):
+        part = todo.iloc[start : start + chunk]
+        loaded, errors = {}, {}
+        for pair in part.itertuples():
+            try:
+                loaded[pair.pair_id] = load_pair(pair.frame0, pair.frame1, flow_cfg["max_side"])
+            except (ValueError, cv2.error) as exc:
+                errors[pair.pair_id] = str(exc)
+        flows = dict(
+            zip(loaded, _flows_in_batches(flow, list(loaded.values()), batch), strict=True)
+        )
+        for pair in part.itertuples():
+            row = {c: None for c in COLUMNS}
+            row.update(pair_id=pair.pair_id, video_id=pair.video_id, source=pair.source)
+            if pair.pair_id in errors:
+                row.update(keep=False, reason="error", error=errors[pair.pair_id])
+            else:
+                a, b = loaded[pair.pair_id]
+                stats = flow_stats(flows[pair.pair_id], cfg)
+                stats["frame_correlation"] = colour_correlation(a, b)
+                keep, reason = decide(stats, cfg)
+                row.update(stats, keep=keep, reason=reason)
+            rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["keep"] = df["keep"].astype(bool)
     kept = int(df["keep"].sum())

@@ -85,3 +85,30 @@ def test_dis_recovers_a_moving_textured_patch():
     assert np.abs(flow[:20, :20]).max() < 0.1
     stats = flow_stats(flow, CFG)
     assert decide(stats, CFG) == (True, "ok")
+
+
+class _CountingFlow:
+    """DIS that records the batch sizes it was called with."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size, self.calls, self._dis = batch_size, [], DISFlow()
+
+    def estimate(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        self.calls.append(len(a))
+        return self._dis.estimate(a, b)
+
+
+def test_flows_are_batched_by_size_and_keep_their_order():
+    from motionedit.prefilter import _flows_in_batches
+
+    rng = np.random.default_rng(0)
+    shapes = [(48, 64), (64, 48), (48, 64), (48, 64), (64, 48)]
+    pairs = []
+    for h, w in shapes:
+        a = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+        pairs.append((a, np.roll(a, 2, axis=1)))
+    flow = _CountingFlow(batch_size=2)
+    flows = _flows_in_batches(flow, pairs, flow.batch_size)
+    assert sorted(flow.calls) == [1, 2, 2]
+    for (a, b), f in zip(pairs, flows, strict=True):
+        np.testing.assert_array_equal(f, DISFlow().estimate(a[None], b[None])[0])

@@ -167,3 +167,32 @@ def test_same_config_gives_byte_identical_tables(workdir, tmp_path):
         assert (tmp_path / "results" / rel).read_bytes() == (
             workdir / "results" / rel
         ).read_bytes(), rel
+
+
+def test_unimatch_flow_backend_runs_the_mining_stages(tmp_path):
+    """The paper's flow model in the prefilter and judge, chosen by config alone."""
+    weights = ROOT / "tests" / "fixtures" / "unimatch" / "unimatch_random_weights.pth"
+    cfg = {
+        "sources": [{"name": "synth", "kind": "synthetic", "clips": 2, "shards": 1,
+                     "min_side": 64, "max_side": 96, "min_seconds": 6.0, "max_seconds": 6.5}],
+        "flow": {"backend": "unimatch", "max_side": 64,
+                 "unimatch": {"checkpoint": str(weights), "device": "cpu", "batch_size": 4}},
+    }  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(tmp_path, "--until", "prefilter")
+    pre = pd.read_parquet(tmp_path / "results/prefilter/synth/0000.parquet")
+    assert len(pre) >= 2 and pre["error"].isna().all()
+    # Random weights give arbitrary but real flow: every pair has measured motion.
+    assert (pre["motion_mean"] > 0).all()
+    log = (tmp_path / "results/logs/prefilter/synth/0000.log").read_text()
+    assert "candidate pairs" in log
+
+
+def test_unimatch_without_checkpoint_fails_before_any_job(tmp_path):
+    cfg = {"sources": [{"name": "synth", "kind": "synthetic"}], "flow": {"backend": "unimatch"}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "flow.unimatch.checkpoint" in proc.stderr + proc.stdout
+    assert "4e7b215d.pth" in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,24 @@ class UniMatchSettings:
 # Small geometric helpers
 
 
+def _in_float32(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Run ``fn`` outside autocast on float32 tensors.
+
+    Matching turns feature similarities into pixel coordinates; in bfloat16 a coordinate of
+    128 rounds to half a pixel, so under a half-precision autocast these steps stay float32
+    while the convolutions and the transformer run in half precision. In float32 runs it
+    changes nothing.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Tensor:
+        device = next(a.device.type for a in args if isinstance(a, Tensor))
+        with torch.autocast(device, enabled=False):
+            return fn(*(a.float() if isinstance(a, Tensor) else a for a in args))
+
+    return wrapper
+
+
 def _pixel_grid(h: int, w: int, like: Tensor) -> Tensor:
     """[2, H, W] pixel coordinates, x then y."""
     ys, xs = torch.meshgrid(
@@ -76,6 +95,7 @@ def _pixel_grid(h: int, w: int, like: Tensor) -> Tensor:
     return torch.stack((xs, ys))
 
 
+@_in_float32
 def _sample(feature: Tensor, coords: Tensor) -> Tensor:
     """Bilinear lookup of ``feature`` [B,C,H,W] at pixel ``coords`` [B,2,H',W'], zeros outside."""
     h, w = feature.shape[-2:]
@@ -308,6 +328,7 @@ class _Transformer(nn.Module):
 # Matching and propagation
 
 
+@_in_float32
 def _global_match(f0: Tensor, f1: Tensor) -> Tensor:
     """Flow as the softmax-weighted mean position of each pixel's matches over the whole image."""
     b, c, h, w = f0.shape
@@ -317,6 +338,7 @@ def _global_match(f0: Tensor, f1: Tensor) -> Tensor:
     return target.view(b, h, w, 2).permute(0, 3, 1, 2) - grid
 
 
+@_in_float32
 def _local_match(f0: Tensor, f1: Tensor, radius: int) -> Tensor:
     """Residual flow from a softmax over the (2r+1)^2 window; positions outside are excluded."""
     b, _, h, w = f0.shape
@@ -330,6 +352,7 @@ def _local_match(f0: Tensor, f1: Tensor, radius: int) -> Tensor:
     return target.view(b, h, w, 2).permute(0, 3, 1, 2) - grid
 
 
+@_in_float32
 def _correlation_around(f0: Tensor, f1: Tensor, flow: Tensor, radius: int) -> Tensor:
     """[B, (2r+1)^2, H, W] correlation of f0 with f1 sampled around where the flow points."""
     b, _, h, w = f0.shape
@@ -348,6 +371,7 @@ class _FlowPropagation(nn.Module):
         self.q_proj = nn.Linear(channels, channels)
         self.k_proj = nn.Linear(channels, channels)
 
+    @_in_float32
     def forward(self, feature: Tensor, flow: Tensor, radius: int) -> Tensor:
         b, c, h, w = feature.shape
         tokens = feature.flatten(2).transpose(1, 2)
@@ -369,6 +393,7 @@ class _FlowPropagation(nn.Module):
         return torch.matmul(prob, flows).view(b, h, w, 2).permute(0, 3, 1, 2).contiguous()
 
 
+@_in_float32
 def _convex_upsample(flow: Tensor, mask: Tensor, factor: int) -> Tensor:
     """Each fine pixel is a softmax-weighted mix of its coarse 3x3 neighbourhood's flow."""
     b, _, h, w = flow.shape
@@ -529,9 +554,12 @@ def load_state(path: str | Path, net: nn.Module) -> None:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        # torch's own message suggests weights_only=False; a checkpoint of tensors never needs it.
+        reason = (str(exc).splitlines() or [""])[0][:160]
         raise CheckpointError(
-            f"UniMatch checkpoint {path} could not be read ({type(exc).__name__}: {exc}); "
-            f"download {UNIMATCH_CHECKPOINT_NAME} again from {UNIMATCH_CHECKPOINT_URL}"
+            f"UniMatch checkpoint {path} could not be read as a file of tensors "
+            f"({type(exc).__name__}: {reason}); download {UNIMATCH_CHECKPOINT_NAME} again "
+            f"from {UNIMATCH_CHECKPOINT_URL}"
         ) from exc
     if not isinstance(blob, dict) or not isinstance(blob.get("model"), dict):
         found = sorted(blob)[:8] if isinstance(blob, dict) else type(blob).__name__
