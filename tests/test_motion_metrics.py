@@ -319,3 +319,11 @@ def test_bad_shapes_are_refused(fn):
         fn(torch.zeros(120, 160, 3), torch.zeros(120, 160, 3))
     with pytest.raises(ValueError, match=r"\[B, H, W, 2\].*\(120, 2\)"):
         fn(torch.zeros(120, 2), torch.zeros(120, 2))
+
+
+def test_config_defaults_are_the_function_defaults():
+    from motionedit.config import validate_config
+
+    cfg = validate_config({"sources": [{"name": "s", "kind": "synthetic"}]})
+    assert cfg["metrics"]["motion_reward"] == REWARD_DEFAULTS
+    assert cfg["metrics"]["mas"] == MAS_DEFAULTS
