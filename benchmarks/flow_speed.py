@@ -13,6 +13,7 @@ on the random test weights of the official layout.
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def main() -> None:
         for name, flow in (("dis", dis), ("unimatch", cpu)):
             t = timed(lambda f=flow, a=a, b=b: f.estimate(a, b), args.repeat)
             rows.append((name, "cpu", side, 1, t))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     if torch.cuda.is_available():
         a, b = pairs(8, 512)
         ta = torch.from_numpy(a).permute(0, 3, 1, 2).float().cuda()
@@ -85,10 +87,13 @@ def main() -> None:
             gpu = UniMatchFlow(args.checkpoint, device="cuda", dtype=dtype, batch_size=8)
             t = timed(lambda g=gpu: g.estimate_tensors(ta, tb), args.repeat)
             rows.append((f"unimatch {dtype}", "cuda", 512, 8, t))
-        print(f"  peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+        gpu_peak = torch.cuda.max_memory_allocated() / 2**30
     for name, device, side, batch, t in rows:
         size, rate, ms = f"{side}x{side}", batch / t, 1000 * t / batch
         print(f"{name:<22} {device:<6} {size:>7} {batch:>5} {rate:>9.2f} {ms:>9.1f}")
+    print(f"peak process memory after the CPU runs: {rss:.2f} GiB")
+    if torch.cuda.is_available():
+        print(f"peak GPU memory: {gpu_peak:.2f} GiB")
     by_key = {(r[0], r[2]): r[4] for r in rows}
     for side in (256, 512):
         ratio = by_key[("unimatch", side)] / by_key[("dis", side)]

@@ -112,10 +112,10 @@ def _window_grid(radius: int, like: Tensor) -> Tensor:
     return torch.stack((dx, dy), dim=-1).reshape(-1, 2)
 
 
-# Pixels per chunk of windowed matching: bounds the [pixels, C, window] sample tensor to a
-# couple of hundred MB at any image size. Every pixel's result is computed independently,
-# so chunking does not change the numbers.
-_WINDOW_CHUNK = 4096
+# Pixels (over the whole batch) per chunk of windowed matching: bounds the [pixels, C, window]
+# sample tensor to about 170 MB at any image and batch size. Every pixel's result is computed
+# independently, so chunking does not change the numbers.
+_WINDOW_PIXELS = 4096
 
 
 def _window_correlation(f0: Tensor, f1: Tensor, coords: Tensor) -> Tensor:
@@ -129,8 +129,9 @@ def _window_correlation(f0: Tensor, f1: Tensor, coords: Tensor) -> Tensor:
     centre = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0], device=f0.device, dtype=f0.dtype)
     queries = f0.permute(0, 2, 3, 1).reshape(b, h * w, 1, c)
     out = []
-    for start in range(0, h * w, _WINDOW_CHUNK):
-        part = slice(start, start + _WINDOW_CHUNK)
+    chunk = max(1, _WINDOW_PIXELS // b)
+    for start in range(0, h * w, chunk):
+        part = slice(start, start + chunk)
         grid = (coords[:, part] - centre) / centre
         window = F.grid_sample(f1, grid, padding_mode="zeros", align_corners=True)
         out.append(torch.matmul(queries[:, part], window.permute(0, 2, 1, 3)).squeeze(2))
@@ -498,14 +499,14 @@ class UniMatchNet(nn.Module):
     def forward(self, image0: Tensor, image1: Tensor) -> Tensor:
         """Flow [B, 2, H, W] in pixels from [B, 3, H, W] RGB 0..255 images.
 
-        H and W must be multiples of ``8 * 2**(num_scales - 1)`` times the largest window
-        split; :meth:`UniMatchFlow.estimate_tensors` pads to 32 for the default settings.
+        Every pyramid level must split evenly into its attention windows (H and W multiples
+        of 32 for the default settings); :meth:`UniMatchFlow.estimate_tensors` pads to that.
         """
         s = self.settings
         mean = torch.tensor(_IMAGENET_MEAN, device=image0.device).view(1, 3, 1, 1)
         std = torch.tensor(_IMAGENET_STD, device=image0.device).view(1, 3, 1, 1)
         images = (torch.cat((image0, image1)).float() / 255.0 - mean) / std
-        pyramid = [level.chunk(2) for level in self.backbone(images.to(image0.dtype))]
+        pyramid = [level.chunk(2) for level in self.backbone(images)]
 
         flow = None
         for scale, (f0_cnn, f1_cnn) in enumerate(pyramid):
