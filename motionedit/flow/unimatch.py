@@ -184,6 +184,7 @@ class _SharedStrideConv(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(channels, channels, 3, 3))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor, stride: int) -> Tensor:
         return F.conv2d(x, self.weight, stride=stride, padding=1)
