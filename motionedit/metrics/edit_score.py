@@ -32,8 +32,8 @@ def as_rgb_tensor(image: ImageLike) -> Tensor:
     """
     if isinstance(image, str | Path):
         with Image.open(image) as im:
-            image = im.convert("RGB")
-    if isinstance(image, Image.Image):
+            image = np.asarray(im.convert("RGB"))
+    elif isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[-1] not in (3, 4):
@@ -97,20 +97,13 @@ def score_edits(
         reward = motion_reward(pred, gt, **(reward_cfg or {})).rows()
         score = mas(pred, gt, **(mas_cfg or {})).rows()
         for k, i in enumerate(index):
-            r, m = reward[k], score[k]
+            r = reward[k]
             rows[i] = {
                 "reward": r["reward"],
                 "reward_continuous": r["continuous"],
                 "d_comb": r["d_comb"],
                 "m_move": r["m_move"],
-                "mas": m["mas"],
-                "d_ovl": m["d_ovl"],
-                "d_mag": m["d_mag"],
-                "d_dir": m["d_dir"],
-                "m_pred": m["m_pred"],
-                "m_gt": m["m_gt"],
-                "static": m["static"],
-            }
+            } | score[k]
     return rows
 
 
