@@ -84,11 +84,41 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
             raise ConfigError(f"sources[{i}].min_side: larger than max_side ({src['max_side']})")
         if src["kind"] == "synthetic" and src["min_seconds"] > src["max_seconds"]:
             raise ConfigError(f"sources[{i}].min_seconds: larger than max_seconds")
+    _check_models(config)
     if config["flow"]["backend"] == "unimatch":
         problem = unimatch_checkpoint_problem(config["flow"]["unimatch"]["checkpoint"])
         if problem:
             raise ConfigError(problem)
     return config
+
+
+def _check_models(config: dict[str, Any]) -> None:
+    """Cross-references between editors, sft runs and models, which a schema cannot check."""
+    editors = config["editors"]
+    known = ", ".join(sorted(editors)) or "none configured"
+    for name, run in config["sft"].items():
+        if run["editor"] not in editors:
+            raise ConfigError(f"sft.{name}.editor: no editor {run['editor']!r} ({known})")
+        kind = editors[run["editor"]]["kind"]
+        if run["from_scratch"] and kind != "tiny":
+            raise ConfigError(
+                f"sft.{name}.from_scratch: only a `tiny` editor is trained from scratch; "
+                f"editors.{run['editor']} is {kind} (set from_scratch: false for a LoRA run)"
+            )
+    for name, model in config["models"].items():
+        if model["kind"] == "editor" and model["editor"] not in editors:
+            raise ConfigError(f"models.{name}.editor: no editor {model['editor']!r} ({known})")
+        if model["kind"] == "predictions" and "{id}" not in model["pattern"]:
+            raise ConfigError(f"models.{name}.pattern: must contain {{id}}, e.g. '{{id}}.png'")
+        for key in ("lora",):
+            path = model.get(key)
+            if path and path.startswith("results/models/"):
+                run = path.split("/")[2]
+                if run not in config["sft"]:
+                    raise ConfigError(
+                        f"models.{name}.{key}: {path} is made by an sft run {run!r}, "
+                        f"which is not configured under `sft`"
+                    )
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

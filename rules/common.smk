@@ -1,9 +1,11 @@
 # Config validation (defaults filled), the static shard lists and wildcard constraints.
+import re
 import sys
 
 sys.path.insert(0, workflow.basedir)  # motionedit/ without installing it
 
 from motionedit.config import validate_config
+from motionedit.models import editor_settings
 from motionedit.sources import shard_names
 
 validate_config(config)
@@ -12,11 +14,51 @@ SOURCES = {s["name"]: s for s in config["sources"]}
 SHARDS = {name: shard_names(s) for name, s in SOURCES.items()}
 
 
+def _one_of(names):
+    """A wildcard pattern matching exactly the configured names (none: matches nothing)."""
+    return "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
+
+
 wildcard_constraints:
     src="[A-Za-z0-9][A-Za-z0-9_.-]*",
     shard=r"\d\d\d\d+",
+    run=_one_of(config["sft"]),
+    model=_one_of(config["models"]),
 
 
 def per_shard(pattern):
     """Every (source, shard) instance of an output pattern."""
     return [pattern.format(src=src, shard=s) for src in SHARDS for s in SHARDS[src]]
+
+
+def _made_here(path):
+    """A path the workflow makes (an `sft` run's folder) is an input; a hub id is not."""
+    if path and path.startswith("results/models/"):
+        return [path.rstrip("/")]
+    return []
+
+
+def sft_inputs(run):
+    """What an SFT run starts from: its editor's weights, when another run made them."""
+    spec = config["sft"][run]
+    if spec["from_scratch"]:
+        return []
+    return _made_here(config["editors"][spec["editor"]]["source"])
+
+
+def model_inputs(model):
+    spec = config["models"][model]
+    if spec["kind"] != "editor":
+        return []
+    return _made_here(config["editors"][spec["editor"]]["source"]) + _made_here(
+        spec["lora"]
+    )
+
+
+def model_config(model):
+    """Only this model's settings, so editing another model does not rerun this one."""
+    spec = config["models"][model]
+    editors = (
+        {spec["editor"]: config["editors"][spec["editor"]]} if "editor" in spec else {}
+    )
+    return {"models": {model: spec}, "editors": editors}

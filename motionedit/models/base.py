@@ -1,0 +1,260 @@
+"""The editor adapter: one interface over every diffusers editing pipeline.
+
+SFT, MotionNFT and inference all need the same handful of operations on an editor
+(encode the condition image and the instruction, encode a target image to latents, ask
+the transformer for its velocity at (x_t, sigma), step a deterministic sampler, decode,
+and attach / save / load LoRA weights). Each base model family implements them once over
+its real diffusers pipeline, and every stage is written against this class only, so a
+new editor means one adapter, not one copy of every training script.
+
+Conventions shared by every adapter (the rectified-flow convention of FLUX and
+Qwen-Image): latents are *packed* token sequences ``[B, N, C]``; ``sigma`` runs from 1
+(pure noise) to 0 (clean); ``x_sigma = (1 - sigma) * x0 + sigma * noise``; the
+transformer predicts ``v = noise - x0``, so an Euler step is
+``x <- x + (sigma_next - sigma) * v``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+#: LoRA weights file written by ``save_lora_weights`` and read by ``load_lora_weights``.
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+
+
+class ModelError(RuntimeError):
+    """An editor could not be loaded or run; the message names the config key and the fix."""
+
+
+@dataclass
+class Conditioning:
+    """Everything the transformer needs besides (x_t, sigma), for one batch of edits.
+
+    ``batched`` holds tensors whose first dimension is the batch (prompt embeddings,
+    condition-image latents); ``shared`` holds what is the same for every item (position
+    ids, shapes). ``height``/``width`` are the output size in pixels.
+    """
+
+    batched: dict[str, torch.Tensor]
+    shared: dict[str, Any]
+    height: int
+    width: int
+    prompts: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def repeat(self, k: int) -> Conditioning:
+        """Each item ``k`` times in a row: the group of K samples per prompt of MotionNFT."""
+        return replace(
+            self,
+            batched={n: t.repeat_interleave(k, dim=0) for n, t in self.batched.items()},
+            prompts=[p for p in self.prompts for _ in range(k)],
+        )
+
+    def select(self, index: list[int] | torch.Tensor) -> Conditioning:
+        """A sub-batch, for micro-batching a large group through the optimiser."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return replace(
+            self,
+            batched={n: t[idx.to(t.device)] for n, t in self.batched.items()},
+            prompts=[self.prompts[int(i)] for i in idx],
+        )
+
+
+def edit_size(width: int, height: int, max_area: int, multiple: int) -> tuple[int, int]:
+    """Output size with the input's aspect ratio and about ``max_area`` pixels.
+
+    Both sides are rounded down to ``multiple`` (VAE factor times the 2x2 packing). This
+    replaces the pipelines' own resize rules, which jump to about 1024x1024 whatever
+    the model (see docs/architecture.md, Editors).
+    """
+    aspect = width / height
+    w = int(math.sqrt(max_area * aspect)) // multiple * multiple
+    h = int(math.sqrt(max_area / aspect)) // multiple * multiple
+    return max(w, multiple), max(h, multiple)
+
+
+def to_pil(image: Any) -> Image.Image:
+    """An RGB PIL image from a path, PIL image or HxWx3 uint8 array."""
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as im:
+            return im.convert("RGB")
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image.astype(np.uint8)).convert("RGB")
+    raise TypeError(f"cannot read an image from {type(image).__name__}")
+
+
+def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Bicubic resize to (width, height); a no-op at the right size."""
+    return image if image.size == size else image.resize(size, Image.Resampling.BICUBIC)
+
+
+def pixels_to_tensor(images: list[Image.Image]) -> torch.Tensor:
+    """``[B, 3, H, W]`` in -1..1, the range every diffusers VAE expects."""
+    arr = np.stack([np.asarray(im, dtype=np.float32) for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """PIL images from ``[B, 3, H, W]`` in 0..1, rounded the way diffusers' processor does."""
+    arr = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return [Image.fromarray(a) for a in arr.permute(0, 2, 3, 1).cpu().numpy()]
+
+
+class EditorAdapter(ABC):
+    """An instruction-based editor over a real diffusers pipeline.
+
+    ``settings`` is the editor's validated config block (``editors.<name>``): source,
+    dtype, device, offload, max_area and the inference settings.
+    """
+
+    kind: str = ""
+    #: Module names LoRA attaches to when the config does not say.
+    default_lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+
+    def __init__(self, pipe: Any, settings: dict[str, Any]) -> None:
+        self.pipe = pipe
+        self.settings = settings
+        self.device = torch.device(settings.get("device_resolved", "cpu"))
+        self.dtype = getattr(torch, settings.get("dtype", "float32"))
+
+    # -- geometry -----------------------------------------------------------------------
+    @property
+    def size_multiple(self) -> int:
+        """Pixel sides must be multiples of this: the VAE factor times the 2x2 packing."""
+        return int(self.pipe.vae_scale_factor) * 2
+
+    def edit_size(self, image: Image.Image) -> tuple[int, int]:
+        return edit_size(*image.size, int(self.settings["max_area"]), self.size_multiple)
+
+    # -- what training needs -------------------------------------------------------------
+    @abstractmethod
+    def condition(self, images: list[Any], prompts: list[str]) -> Conditioning:
+        """Encode condition images and instructions; all images go to the first one's size."""
+
+    @abstractmethod
+    def encode_images(self, images: list[Any], cond: Conditioning) -> torch.Tensor:
+        """Packed clean latents ``x0`` of target images at ``cond``'s size."""
+
+    @abstractmethod
+    def velocity(
+        self, latents: torch.Tensor, sigma: torch.Tensor, cond: Conditioning
+    ) -> torch.Tensor:
+        """The transformer's ``v = noise - x0`` at ``(latents, sigma)``, ``sigma`` of shape [B]."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` in 0..1 from packed latents."""
+
+    @abstractmethod
+    def noise(self, cond: Conditioning, generator: torch.Generator) -> torch.Tensor:
+        """Packed Gaussian noise of the latent shape, drawn the way the pipeline draws it."""
+
+    @abstractmethod
+    def sigmas(self, steps: int, cond: Conditioning) -> torch.Tensor:
+        """The pipeline's noise levels for ``steps`` steps, shift included, ending with 0."""
+
+    @abstractmethod
+    def edit(self, images: list[Any], prompts: list[str], seed: int) -> list[Image.Image]:
+        """Inference through the pipeline's own ``__call__`` with the configured settings.
+
+        Every image gets its own generator seeded with ``seed``, so an image does not
+        depend on which batch it was made in.
+        """
+
+    def sample(
+        self,
+        cond: Conditioning,
+        steps: int,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        trajectory: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Deterministic Euler ODE sampling without guidance, as MotionNFT's rollouts use.
+
+        With ``trajectory`` the latents before every step are returned too, so a trainer
+        can pick its training timesteps on the path the policy actually took.
+        """
+        if latents is None:
+            latents = self.noise(cond, generator or torch.Generator().manual_seed(0))
+        sig = self.sigmas(steps, cond).to(self.device)
+        path = []
+        for i in range(len(sig) - 1):
+            path.append(latents)
+            s = sig[i].expand(latents.shape[0])
+            v = self.velocity(latents, s, cond)
+            latents = (latents.float() + (sig[i + 1] - sig[i]) * v.float()).to(latents.dtype)
+        return (latents, path) if trajectory else latents
+
+    # -- LoRA ------------------------------------------------------------------------------
+    @property
+    def transformer(self) -> torch.nn.Module:
+        return self.pipe.transformer
+
+    def add_lora(
+        self,
+        rank: int,
+        alpha: float,
+        targets: list[str] | None = None,
+        adapter_name: str = "default",
+        dropout: float = 0.0,
+    ) -> None:
+        """Attach a trainable LoRA (peft) to the transformer's attention projections.
+
+        The transformer's own weights are frozen first, so only the adapter trains.
+        """
+        from peft import LoraConfig
+
+        self.transformer.requires_grad_(False)
+        config = LoraConfig(
+            r=rank,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            init_lora_weights="gaussian",
+            target_modules=list(targets or self.default_lora_targets),
+        )
+        self.transformer.add_adapter(config, adapter_name=adapter_name)
+
+    def lora_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for n, p in self.transformer.named_parameters() if "lora_" in n]
+
+    def save_lora(self, directory: str | Path, adapter_name: str = "default") -> Path:
+        """Write the adapter in the diffusers LoRA format (``pipe.load_lora_weights`` reads it)."""
+        from peft.utils import get_peft_model_state_dict
+
+        state = get_peft_model_state_dict(self.transformer, adapter_name=adapter_name)
+        state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+        peft_config = self.transformer.peft_config[adapter_name]
+        metadata = peft_config.to_dict()
+        metadata["target_modules"] = sorted(metadata["target_modules"])
+        type(self.pipe).save_lora_weights(
+            str(directory),
+            transformer_lora_layers=state,
+            weight_name=LORA_WEIGHT_NAME,
+            transformer_lora_adapter_metadata=metadata,
+        )
+        return Path(directory) / LORA_WEIGHT_NAME
+
+    def load_lora(self, directory: str | Path, adapter_name: str = "default") -> None:
+        """Load a diffusers-format LoRA, ours or anyone's, and make it the active adapter."""
+        path = Path(directory)
+        if not (path / LORA_WEIGHT_NAME).is_file() and not path.is_file():
+            raise ModelError(f"no LoRA weights at {path} (expected {LORA_WEIGHT_NAME} in it)")
+        self.pipe.load_lora_weights(str(path), adapter_name=adapter_name)
+        self.pipe.set_adapters([adapter_name])
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A generator on the CPU: the same seed then gives the same noise on any device."""
+    return torch.Generator("cpu").manual_seed(int(seed))

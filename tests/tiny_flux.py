@@ -1,0 +1,119 @@
+"""A FLUX.1 Kontext pipeline a few hundred kilobytes big, built from configs (no downloads).
+
+It has the real model's structure (guidance embedding, CLIP + T5 text encoders, a
+16-channel VAE with shift and scaling factors), so the adapter code under test takes the
+same branches it takes for FLUX.1 Kontext [dev].
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    FlowMatchEulerDiscreteScheduler,
+    FluxKontextPipeline,
+    FluxTransformer2DModel,
+)
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5EncoderModel,
+)
+
+WORDS = [
+    "make",
+    "move",
+    "turn",
+    "the",
+    "a",
+    "red",
+    "blue",
+    "green",
+    "subject",
+    "object",
+    "left",
+    "right",
+    "arm",
+    "raise",
+]
+
+
+def _tokenizer(max_length: int) -> PreTrainedTokenizerFast:
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "</s>", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        eos_token="</s>",
+        model_max_length=max_length,
+    )
+
+
+def build(seed: int = 0, guidance: bool = True) -> FluxKontextPipeline:
+    torch.manual_seed(seed)
+    vocab = len(WORDS) + 3
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=guidance,
+        axes_dims_rope=(4, 6, 6),
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.06,
+        scaling_factor=0.9,
+    )
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            projection_dim=32,
+            pad_token_id=0,
+            eos_token_id=2,
+        )
+    )
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=vocab,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            pad_token_id=0,
+            eos_token_id=2,
+        )
+    )
+    return FluxKontextPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True),
+        vae=vae,
+        text_encoder=clip.eval(),
+        tokenizer=_tokenizer(77),
+        text_encoder_2=t5.eval(),
+        tokenizer_2=_tokenizer(16),
+        transformer=transformer,
+    )
