@@ -101,7 +101,7 @@ def test_editor_inference_writes_images_and_times(tmp_path, editor_config):
     out = tmp_path / "eval" / "kontext" / "outputs.parquet"
     df = run_inference("kontext", editor_config, bench, out, LOG)
     assert (df["error"] == "").all() and (df["seconds"] > 0).all() and (df["seed"] == 0).all()
-    assert set(zip(df["width"], df["height"])) == {(64, 48), (48, 64)}
+    assert set(zip(df["width"], df["height"], strict=True)) == {(64, 48), (48, 64)}
     # A rerun makes nothing new: every batch is in the journal.
     stamp = {p: p.stat().st_mtime_ns for p in (out.parent / "images").iterdir()}
     run_inference("kontext", editor_config, bench, out, LOG)
