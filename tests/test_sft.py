@@ -1,0 +1,137 @@
+"""Supervised flow matching: LoRA runs on a tiny FLUX.1 Kontext, exact resume after a kill."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+import tiny_flux
+import torch
+import yaml
+from safetensors.torch import load_file
+from test_inference import make_bench
+
+from motionedit.config import validate_config
+from motionedit.models import editor_settings, load_editor
+from motionedit.models.base import LORA_WEIGHT_NAME
+from motionedit.sft import STATE_FILE, _lr_lambda, run_sft, sample_sigmas
+
+LOG = logging.getLogger("test")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sft")
+    tiny_flux.build().save_pretrained(root / "pipe")
+    train, _ = make_bench(root / "train", n=6)
+    config = validate_config(
+        {
+            "sources": [{"name": "s", "kind": "synthetic"}],
+            "editors": {
+                "kontext": {
+                    "kind": "flux-kontext",
+                    "source": str(root / "pipe"),
+                    "max_area": 48 * 64,
+                    "max_sequence_length": 16,
+                    "device": "cpu",
+                }
+            },
+            "sft": {
+                "lora": {
+                    "editor": "kontext",
+                    "steps": 30,
+                    "batch_size": 2,
+                    "lr": 1e-3,
+                    "warmup_steps": 2,
+                    "checkpoint_every": 10,
+                    "lora": {"rank": 4, "alpha": 4},
+                }
+            },
+        }
+    )
+    return root, train, config
+
+
+def run(setup, out, ckpt, **changes):
+    _, train, config = setup
+    spec = copy.deepcopy(config["sft"]["lora"]) | changes
+    return run_sft("lora", spec, editor_settings(config, "kontext"), train, out, ckpt, LOG)
+
+
+def test_lora_run_writes_a_loadable_lora_and_learns(setup, tmp_path):
+    summary = run(setup, tmp_path / "out", tmp_path / "ckpt")
+    assert summary["pairs"] == 6 and not summary["from_scratch"]
+    log = pd.read_csv(tmp_path / "out" / "sft_log.csv")
+    assert list(log["step"]) == list(range(1, 31))
+    assert log["loss"].iloc[-10:].mean() < log["loss"].iloc[:10].mean()
+    adapter = load_editor(editor_settings(setup[2], "kontext"))
+    adapter.load_lora(tmp_path / "out")
+    assert any("lora" in n for n, _ in adapter.transformer.named_parameters())
+
+
+def test_same_seed_same_weights_and_a_kill_resumes_exactly(setup, tmp_path):
+    run(setup, tmp_path / "a", tmp_path / "ckpt-a")
+    run(setup, tmp_path / "b", tmp_path / "ckpt-b")
+    a = load_file(tmp_path / "a" / LORA_WEIGHT_NAME)
+    assert all(
+        torch.equal(a[k], v) for k, v in load_file(tmp_path / "b" / LORA_WEIGHT_NAME).items()
+    )
+
+    root, train, config = setup
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+    script = textwrap.dedent(
+        f"""
+        import logging, yaml
+        from motionedit.models import editor_settings
+        from motionedit.sft import run_sft
+        cfg = yaml.safe_load(open({str(tmp_path / "cfg.yaml")!r}))
+        run_sft("lora", cfg["sft"]["lora"], editor_settings(cfg, "kontext"), {str(train)!r},
+                {str(tmp_path / "k")!r}, {str(tmp_path / "ckpt-k")!r}, logging.getLogger())
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    state = tmp_path / "ckpt-k" / STATE_FILE
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file():
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "k").exists()
+    step = torch.load(state, weights_only=False)["step"]
+    assert step in (10, 20)
+
+    run(setup, tmp_path / "k", tmp_path / "ckpt-k")
+    k = load_file(tmp_path / "k" / LORA_WEIGHT_NAME)
+    assert k.keys() == a.keys() and all(torch.equal(a[n], k[n]) for n in a)
+    full = pd.read_csv(tmp_path / "a" / "sft_log.csv")
+    resumed = pd.read_csv(tmp_path / "k" / "sft_log.csv")
+    assert full["loss"].tolist() == resumed["loss"].tolist()
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(setup, tmp_path):
+    run(setup, tmp_path / "a", tmp_path / "ckpt", steps=12)
+    assert (tmp_path / "ckpt" / STATE_FILE).is_file()
+    run(setup, tmp_path / "b", tmp_path / "ckpt", steps=12, lr=5e-4)
+    log = pd.read_csv(tmp_path / "b" / "sft_log.csv")
+    assert log["step"].tolist() == list(range(1, 13))
+    assert log["lr"].iloc[-1] < 5e-4
+
+
+def test_sigma_sampling_and_schedule():
+    g = torch.Generator().manual_seed(0)
+    for mode in ("uniform", "logit_normal"):
+        s = sample_sigmas(10_000, mode, g)
+        assert s.min() > 0 and s.max() < 1 and abs(float(s.mean()) - 0.5) < 0.02
+    f = _lr_lambda(10, 100)
+    assert f(0) == pytest.approx(0.1) and f(9) == 1.0 and f(100) == pytest.approx(0.1)
