@@ -17,7 +17,6 @@ outside the rule's declared output, which Snakemake would otherwise delete on re
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ import pandas as pd
 from PIL import Image
 
 from motionedit.models import editor_settings, load_editor
-from motionedit.models.base import to_pil
+from motionedit.models.base import image_from_cell
 from motionedit.runlog import progress
 from motionedit.tables import write_table
 
@@ -40,13 +39,6 @@ JOURNAL = "progress.jsonl"
 def _bench_rows(bench_table: str | Path) -> list[dict[str, Any]]:
     df = pd.read_parquet(bench_table, columns=["id", "prompt", "input_image"]).sort_values("id")
     return df.to_dict("records")
-
-
-def _input_image(row: dict[str, Any], root: Path) -> Image.Image:
-    cell = row["input_image"]
-    if isinstance(cell, dict) and cell.get("bytes"):
-        return Image.open(io.BytesIO(cell["bytes"])).convert("RGB")
-    return to_pil(root / str(cell["path"] if isinstance(cell, dict) else cell))
 
 
 def _save_png(image: Image.Image, path: Path) -> None:
@@ -159,7 +151,7 @@ def _copy_one(model: dict[str, Any], row: dict[str, Any], root: Path, images_dir
     t0 = time.perf_counter()
     try:
         if model["kind"] == "identity":
-            image = _input_image(row, root)
+            image = image_from_cell(row["input_image"], root)
         else:
             source = Path(model["path"]) / model["pattern"].format(id=id_)
             if not source.is_file():
@@ -184,7 +176,7 @@ def _run_editor(
 ) -> list[dict[str, Any]]:
     settings = editor_settings(config, model["editor"])
     journal = Journal(images_dir.parent / JOURNAL, model_digest(model, settings))
-    inputs = {r["id"]: _input_image(r, root) for r in rows}
+    inputs = {r["id"]: image_from_cell(r["input_image"], root) for r in rows}
     prompts = {r["id"]: r["prompt"] for r in rows}
     adapter = None
     seed = int(settings["inference"]["seed"])

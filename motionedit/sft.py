@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import logging
 import math
@@ -38,7 +37,7 @@ import torch
 from PIL import Image
 
 from motionedit.models import EditorAdapter, ModelError, load_editor
-from motionedit.models.base import resize
+from motionedit.models.base import image_from_cell, resize
 from motionedit.runlog import progress
 
 LOG_COLUMNS = ["stage", "step", "loss", "lr", "seconds"]
@@ -53,20 +52,17 @@ class Pair:
     target: Image.Image
 
 
-def _image(cell: Any, root: Path) -> Image.Image:
-    """An image cell of a dataset table: embedded bytes, else the path next to the table."""
-    if isinstance(cell, dict) and cell.get("bytes"):
-        return Image.open(io.BytesIO(cell["bytes"])).convert("RGB")
-    path = cell.get("path") if isinstance(cell, dict) else cell
-    return Image.open(root / str(path)).convert("RGB")
-
-
 def load_pairs(table: str | Path) -> list[Pair]:
     """The (input, instruction, target) triplets of a dataset split, in id order."""
     df = pd.read_parquet(table).sort_values("id")
     root = Path(table).parent
     return [
-        Pair(r.id, r.prompt, _image(r.input_image, root), _image(r.target_image, root))
+        Pair(
+            r.id,
+            r.prompt,
+            image_from_cell(r.input_image, root),
+            image_from_cell(r.target_image, root),
+        )
         for r in df.itertuples()
     ]
 

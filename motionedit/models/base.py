@@ -16,6 +16,7 @@ transformer predicts ``v = noise - x0``, so an Euler step is
 
 from __future__ import annotations
 
+import io
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
@@ -93,6 +94,13 @@ def to_pil(image: Any) -> Image.Image:
     if isinstance(image, np.ndarray):
         return Image.fromarray(image.astype(np.uint8)).convert("RGB")
     raise TypeError(f"cannot read an image from {type(image).__name__}")
+
+
+def image_from_cell(cell: Any, root: Path) -> Image.Image:
+    """An image cell of a dataset table: embedded PNG bytes, else a path relative to ``root``."""
+    if isinstance(cell, dict) and cell.get("bytes"):
+        return Image.open(io.BytesIO(cell["bytes"])).convert("RGB")
+    return to_pil(Path(root) / str(cell["path"] if isinstance(cell, dict) else cell))
 
 
 def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
