@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +78,17 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def load_pipeline(pipeline_class: type, settings: dict[str, Any]) -> Any:
+def load_pipeline(
+    pipeline_class: type,
+    settings: dict[str, Any],
+    components: Callable[..., dict[str, Any]] | None = None,
+) -> Any:
     """``from_pretrained`` with the source, revision and dtype; errors that name the key.
 
     A local folder is used as is; anything else is a hub id, looked up in the local cache
     only when ``HF_HUB_OFFLINE`` is set, so an offline job fails at once with the fix
-    instead of hanging on the network.
+    instead of hanging on the network. ``components(source, **hub)`` loads parts the
+    pipeline cannot load itself, under the same error handling.
     """
     import torch
 
@@ -92,19 +98,21 @@ def load_pipeline(pipeline_class: type, settings: dict[str, Any]) -> Any:
     if not local and (source.startswith(("/", ".", "results")) or source.count("/") != 1):
         raise ModelError(
             f"{key}: {source!r} is neither a folder here nor a hub id (owner/name); "
-            "point it at a diffusers pipeline folder or a hub repository"
+            f"point it at a diffusers {pipeline_class.__name__} folder or a hub repository"
         )
+    hub = {
+        "revision": None if local else settings.get("revision"),
+        "local_files_only": local or _offline(),
+    }
     try:
+        extra = components(source, **hub) if components else {}
         pipe = pipeline_class.from_pretrained(
-            source,
-            revision=None if local else settings.get("revision"),
-            dtype=getattr(torch, settings.get("dtype", "float32")),
-            local_files_only=local or _offline(),
+            source, dtype=getattr(torch, settings.get("dtype", "float32")), **hub, **extra
         )
     except (OSError, ValueError) as exc:
         hint = (
-            "HF_HUB_OFFLINE is set: download it first (huggingface-cli download "
-            f"{source}) or point {key} at a local folder"
+            f"HF_HUB_OFFLINE is set: download it first (hf download {source}) or point "
+            f"{key} at a local folder"
             if _offline() and not local
             else "check the path or hub id, and your hub login for gated models"
         )

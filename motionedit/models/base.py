@@ -202,7 +202,7 @@ class EditorAdapter(ABC):
             path.append(latents)
             s = sig[i].expand(latents.shape[0])
             v = self.velocity(latents, s, cond)
-            latents = (latents.float() + (sig[i + 1] - sig[i]) * v.float()).to(latents.dtype)
+            latents = (latents.float() + (sig[i + 1] - sig[i]) * v).to(latents.dtype)
         return (latents, path) if trajectory else latents
 
     # -- LoRA ------------------------------------------------------------------------------
