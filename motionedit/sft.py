@@ -164,7 +164,7 @@ class _Checkpoints:
         path = self.dir / STATE_FILE
         if not path.is_file():
             return None
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("digest") != self.digest:
             return None
         return state
@@ -207,7 +207,6 @@ def train_flow_matching(
     log_rows: list[dict[str, Any]],
     logger: logging.Logger,
     stage: str = "transformer",
-    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     extra_state: dict[str, Any] | None = None,
 ) -> None:
     """The supervised loop over ``adapter``'s trainable parameters; resumes from ``checkpoints``."""
@@ -254,7 +253,7 @@ def train_flow_matching(
     bar = progress(range(start, run["steps"]), desc=f"sft {stage}", total=run["steps"] - start)
     for step in bar:
         t0 = time.perf_counter()
-        (w, h), idx = sampler.next()
+        _, idx = sampler.next()
         batch = [pairs[i] for i in idx]
         cond = adapter.condition([p.input for p in batch], [p.prompt for p in batch])
         with torch.no_grad():

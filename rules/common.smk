@@ -55,6 +55,14 @@ def model_inputs(model):
     )
 
 
+def sft_editor(run):
+    """The editor of an SFT run without the user's inference settings, which training does
+    not use: changing the number of inference steps must not retrain a model."""
+    name = config["sft"][run]["editor"]
+    editor = {k: v for k, v in config["editors"][name].items() if k != "inference"}
+    return editor_settings({"editors": {name: editor}}, name)
+
+
 def model_config(model):
     """Only this model's settings, so editing another model does not rerun this one."""
     spec = config["models"][model]

@@ -13,7 +13,7 @@ rule sft:
     threads: workflow.cores
     params:
         run=lambda w: config["sft"][w.run],
-        editor=lambda w: editor_settings(config, config["sft"][w.run]["editor"]),
+        editor=lambda w: sft_editor(w.run),
         checkpoints=lambda w: f"results/checkpoints/sft/{w.run}",
     script:
         "../workflow_scripts/sft.py"

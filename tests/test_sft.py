@@ -108,7 +108,7 @@ def test_same_seed_same_weights_and_a_kill_resumes_exactly(setup, tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (tmp_path / "k").exists()
-    step = torch.load(state, weights_only=False)["step"]
+    step = torch.load(state, weights_only=True)["step"]
     assert step in (10, 20)
 
     run(setup, tmp_path / "k", tmp_path / "ckpt-k")
