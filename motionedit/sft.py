@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from motionedit.models import EditorAdapter, ModelError, load_editor
 from motionedit.models.base import image_from_cell, resize
@@ -67,11 +68,21 @@ def load_pairs(table: str | Path) -> list[Pair]:
     ]
 
 
-def sample_sigmas(n: int, mode: str, generator: torch.Generator) -> torch.Tensor:
-    """Training noise levels: logit-normal (mass mid-way, as SD3/FLUX train) or uniform."""
+def sample_sigmas(
+    n: int, mode: str, generator: torch.Generator, one_fraction: float = 0.0
+) -> torch.Tensor:
+    """Training noise levels: logit-normal (mass mid-way, as SD3/FLUX train) or uniform.
+
+    ``one_fraction`` of them are set to 1, the level a one-step sampler starts from: an
+    editor meant to edit in very few steps is trained hardest where it will be used.
+    """
     if mode == "uniform":
-        return torch.rand(n, generator=generator)
-    return torch.sigmoid(torch.randn(n, generator=generator))
+        sigma = torch.rand(n, generator=generator)
+    else:
+        sigma = torch.sigmoid(torch.randn(n, generator=generator))
+    if one_fraction > 0:
+        sigma = torch.where(torch.rand(n, generator=generator) < one_fraction, 1.0, sigma)
+    return sigma
 
 
 def flow_matching_loss(
@@ -258,7 +269,9 @@ def train_flow_matching(
         cond = adapter.condition([p.input for p in batch], [p.prompt for p in batch])
         with torch.no_grad():
             x0 = adapter.encode_images([p.target for p in batch], cond)
-        sigma = sample_sigmas(len(batch), run["sigma_sampling"], generator)
+        sigma = sample_sigmas(
+            len(batch), run["sigma_sampling"], generator, run["sigma_one_fraction"]
+        )
         noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
         loss = flow_matching_loss(adapter, cond, x0, sigma, noise)
         optimiser.zero_grad(set_to_none=True)
@@ -400,6 +413,18 @@ def _scratch_editor(
             for im in (p.input, p.target)
         ]
         vae_cfg = run["vae"]
+        bar = tqdm(total=vae_cfg["steps"], desc="sft vae", disable=None, mininterval=1.0)
+        t0 = [time.perf_counter()]
+
+        def record(step: int, loss: float) -> None:
+            now = time.perf_counter()
+            log_rows.append(
+                {"stage": "vae", "step": step + 1, "loss": loss, "lr": vae_cfg["lr"],
+                 "seconds": now - t0[0]}
+            )
+            t0[0] = now
+            bar.update()
+
         metrics = train_autoencoder(
             pipe.vae,
             images,
@@ -407,8 +432,9 @@ def _scratch_editor(
             vae_cfg["batch_size"],
             vae_cfg["lr"],
             run["seed"],
-            log_rows=log_rows,
+            progress=record,
         )
+        bar.close()
         logger.info("vae: %s", metrics)
         checkpoints.save({"stage": "vae", "step": 0, "log": list(log_rows), **_vae_state(pipe.vae)})
     pipe.vae.requires_grad_(False)

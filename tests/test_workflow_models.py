@@ -1,0 +1,111 @@
+"""The editor stages through the real snakemake CLI: SFT from scratch, a LoRA on top, inference."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from diffusers import FluxKontextPipeline
+from PIL import Image
+from test_workflow import planned_rules, snakemake
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = {
+    "sources": [
+        {
+            "name": "synth",
+            "kind": "synthetic",
+            "clips": 10,
+            "shards": 1,
+            "min_side": 64,
+            "max_side": 96,
+            "min_seconds": 6.0,
+            "max_seconds": 6.5,
+            "negative_fraction": 0.0,
+        }
+    ],
+    "editors": {"tiny": {"kind": "tiny", "source": "results/models/tiny", "device": "cpu"}},
+    "sft": {
+        "tiny": {
+            "editor": "tiny",
+            "from_scratch": True,
+            "steps": 4,
+            "batch_size": 2,
+            "checkpoint_every": 2,
+            "vae": {"steps": 3, "batch_size": 2},
+        },
+        "tiny-lora": {"editor": "tiny", "steps": 3, "batch_size": 2, "lora": {"rank": 2}},
+    },
+    "models": {
+        "do-nothing": {"kind": "identity"},
+        "tiny": {"kind": "editor", "editor": "tiny"},
+        "tiny-lora": {"kind": "editor", "editor": "tiny", "lora": "results/models/tiny-lora"},
+        "closed": {"kind": "predictions", "path": "predictions", "pattern": "{id}.png"},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("models")
+    (wd / "predictions").mkdir()
+    (wd / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    snakemake(wd, "--until", "dataset")
+    bench = pd.read_parquet(wd / "results" / "dataset" / "bench" / "data.parquet")
+    Image.new("RGB", (40, 30), "blue").save(wd / "predictions" / f"{bench['id'].iloc[0]}.png")
+    snakemake(wd)
+    return wd
+
+
+def test_every_model_has_one_row_per_benchmark_id(workdir):
+    bench = pd.read_parquet(workdir / "results" / "dataset" / "bench" / "data.parquet")
+    for model in CONFIG["models"]:
+        out = pd.read_parquet(workdir / "results" / "eval" / model / "outputs.parquet")
+        assert sorted(out["id"]) == sorted(bench["id"]), model
+        ok = out[out["error"] == ""]
+        for path in ok["path"]:
+            assert (workdir / "results" / "eval" / model / path).is_file()
+    closed = pd.read_parquet(workdir / "results" / "eval" / "closed" / "outputs.parquet")
+    assert (closed["error"] == "").sum() == 1
+    assert closed["error"].str.startswith("missing prediction").sum() == len(bench) - 1
+    assert (workdir / "results" / "logs" / "infer" / "tiny.log").is_file()
+    assert (workdir / "results" / "benchmarks" / "sft" / "tiny.tsv").is_file()
+
+
+def test_the_tiny_editor_is_a_diffusers_pipeline_with_its_training_log(workdir):
+    folder = workdir / "results" / "models" / "tiny"
+    pipe = FluxKontextPipeline.from_pretrained(folder)
+    assert pipe.transformer.config.in_channels > 0
+    log = pd.read_csv(folder / "sft_log.csv")
+    assert set(log["stage"]) == {"vae", "transformer"}
+    summary = json.loads((folder / "sft_summary.json").read_text())
+    assert summary["from_scratch"] and summary["pairs"] > 0
+    assert (
+        workdir / "results" / "models" / "tiny-lora" / "pytorch_lora_weights.safetensors"
+    ).is_file()
+
+
+def test_rerun_does_nothing_and_a_new_model_runs_alone(workdir):
+    assert "Nothing to be done" in snakemake(workdir, "--dry-run").stdout
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["models"]["tiny-8"] = {"kind": "editor", "editor": "tiny"}
+    cfg["editors"]["tiny"]["inference"] = {"steps": 8}
+    (workdir / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    plan = planned_rules(
+        snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml"))
+    )
+    # The editor's inference settings changed: its models rerun, the training does not.
+    assert plan == {"infer": 3, "all": 1}
+
+
+def test_a_model_naming_an_unknown_editor_fails_before_any_job(tmp_path):
+    cfg = yaml.safe_load(yaml.safe_dump(CONFIG))
+    cfg["models"]["typo"] = {"kind": "editor", "editor": "tiyn"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "models.typo.editor: no editor 'tiyn'" in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()
