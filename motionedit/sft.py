@@ -419,8 +419,13 @@ def _scratch_editor(
         def record(step: int, loss: float) -> None:
             now = time.perf_counter()
             log_rows.append(
-                {"stage": "vae", "step": step + 1, "loss": loss, "lr": vae_cfg["lr"],
-                 "seconds": now - t0[0]}
+                {
+                    "stage": "vae",
+                    "step": step + 1,
+                    "loss": loss,
+                    "lr": vae_cfg["lr"],
+                    "seconds": now - t0[0],
+                }
             )
             t0[0] = now
             bar.update()
