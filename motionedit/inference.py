@@ -91,18 +91,21 @@ class Journal:
         self.path = path
         self.digest = digest
         self.rows: dict[str, dict[str, Any]] = {}
+        kept: list[str] = []
         if path.is_file():
             lines = path.read_text().splitlines()
-            header = json.loads(lines[0]) if lines else {}
-            if header.get("digest") == digest:
+            if lines and lines[0] == json.dumps({"digest": digest}):
                 for line in lines[1:]:
                     try:
-                        for row in json.loads(line)["rows"]:
-                            self.rows[row["id"]] = row
+                        batch = json.loads(line)["rows"]
                     except (json.JSONDecodeError, KeyError):
                         break  # a line cut by a kill: that batch is redone
-        if not self.rows:
-            path.write_text(json.dumps({"digest": digest}) + "\n")
+                    kept.append(line)
+                    self.rows.update({row["id"]: row for row in batch})
+        # Rewritten without any cut tail, so the next line appended starts on a line of its own.
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(f"{x}\n" for x in [json.dumps({"digest": digest}), *kept]))
+        os.replace(tmp, path)
 
     def done(self, ids: list[str], images_dir: Path) -> bool:
         return all(i in self.rows and (images_dir / f"{i}.png").is_file() for i in ids)

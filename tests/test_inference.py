@@ -18,7 +18,7 @@ import tiny_flux
 import yaml
 from PIL import Image
 
-from motionedit.inference import JOURNAL, run_inference
+from motionedit.inference import JOURNAL, Journal, run_inference
 
 LOG = logging.getLogger("test")
 
@@ -148,3 +148,16 @@ def test_a_killed_run_resumes_to_the_same_images(tmp_path, editor_config):
         a = (full.parent / "images" / f"{id_}.png").read_bytes()
         b = (killed.parent / "images" / f"{id_}.png").read_bytes()
         assert a == b, id_
+
+
+def test_journal_drops_a_line_cut_by_a_kill_and_appends_cleanly(tmp_path):
+    path = tmp_path / JOURNAL
+    journal = Journal(path, "abc")
+    journal.add([{"id": "a"}])
+    with open(path, "a") as fh:
+        fh.write('{"rows": [{"id": "b"')  # killed mid-write
+    again = Journal(path, "abc")
+    assert set(again.rows) == {"a"}
+    again.add([{"id": "c"}])
+    assert set(Journal(path, "abc").rows) == {"a", "c"}
+    assert Journal(path, "other settings").rows == {}
