@@ -341,6 +341,7 @@ def run_sft(
     if not pairs:
         raise ModelError(f"sft.{name}: the train split {train_table} is empty; mine more videos")
     checkpoints = _Checkpoints(Path(checkpoint_dir), settings_digest(run, editor, pairs))
+    editor = dict(editor)  # loading resolves the device into it; the caller's dict stays as is
     log_rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     if run["from_scratch"]:

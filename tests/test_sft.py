@@ -135,3 +135,41 @@ def test_sigma_sampling_and_schedule():
         assert s.min() > 0 and s.max() < 1 and abs(float(s.mean()) - 0.5) < 0.02
     f = _lr_lambda(10, 100)
     assert f(0) == pytest.approx(0.1) and f(9) == 1.0 and f(100) == pytest.approx(0.1)
+
+
+def test_tiny_from_scratch_is_deterministic_and_resumes_with_its_autoencoder(tmp_path, caplog):
+    train, _ = make_bench(tmp_path / "train", n=4)
+    config = validate_config(
+        {
+            "sources": [{"name": "s", "kind": "synthetic"}],
+            "editors": {"tiny": {"kind": "tiny", "source": "results/models/t", "device": "cpu"}},
+            "sft": {
+                "t": {
+                    "editor": "tiny",
+                    "from_scratch": True,
+                    "steps": 4,
+                    "batch_size": 2,
+                    "checkpoint_every": 2,
+                    "vae": {"steps": 3, "batch_size": 2},
+                }
+            },
+        }
+    )
+    spec, editor = config["sft"]["t"], editor_settings(config, "tiny")
+    run_sft("t", spec, editor, train, tmp_path / "a", tmp_path / "ckpt-a", LOG)
+    run_sft("t", spec, editor, train, tmp_path / "b", tmp_path / "ckpt-b", LOG)
+    # The finished run left its step-2 checkpoint (VAE included): resuming from it must land
+    # on the same weights as running straight through.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="test"):
+        run_sft("t", spec, editor, train, tmp_path / "c", tmp_path / "ckpt-a", LOG)
+    assert "vae: loaded from the checkpoint" in caplog.text
+    assert "transformer: resumed at step 2 of 4" in caplog.text
+    weights = "diffusion_pytorch_model.safetensors"
+    for part in ("transformer", "vae"):
+        a = load_file(tmp_path / "a" / part / weights)
+        for other in ("b", "c"):
+            b = load_file(tmp_path / other / part / weights)
+            assert all(torch.equal(a[k], b[k]) for k in a), (part, other)
+    log = pd.read_csv(tmp_path / "c" / "sft_log.csv")
+    assert (log["stage"] == "vae").sum() == 3 and (log["stage"] == "transformer").sum() == 4
