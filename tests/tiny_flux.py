@@ -1,7 +1,7 @@
 """A FLUX.1 Kontext pipeline a few hundred kilobytes big, built from configs (no downloads).
 
-It has the real model's structure (guidance embedding, CLIP + T5 text encoders, a
-16-channel VAE with shift and scaling factors), so the adapter code under test takes the
+It has the real model's structure (guidance embedding, CLIP + T5 text encoders, a VAE
+with shift and scaling factors), so the adapter code under test takes the
 same branches it takes for FLUX.1 Kontext [dev].
 """
 
@@ -14,49 +14,18 @@ from diffusers import (
     FluxKontextPipeline,
     FluxTransformer2DModel,
 )
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (
-    CLIPTextConfig,
-    CLIPTextModel,
-    PreTrainedTokenizerFast,
-    T5Config,
-    T5EncoderModel,
-)
+from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-WORDS = [
-    "make",
-    "move",
-    "turn",
-    "the",
-    "a",
-    "red",
-    "blue",
-    "green",
-    "subject",
-    "object",
-    "left",
-    "right",
-    "arm",
-    "raise",
-]
+from motionedit.models.tiny import build_tokenizers
 
-
-def _tokenizer(max_length: int) -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "</s>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="<pad>",
-        unk_token="<unk>",
-        eos_token="</s>",
-        model_max_length=max_length,
-    )
+PROMPTS = ["make the red subject move left", "raise the arm", "turn the blue object right"]
 
 
 def build(seed: int = 0, guidance: bool = True) -> FluxKontextPipeline:
     torch.manual_seed(seed)
-    vocab = len(WORDS) + 3
+    clip_tokenizer, t5_tokenizer = build_tokenizers(PROMPTS)
+    vocab = len(clip_tokenizer.get_vocab())
+    ids = {"pad_token_id": clip_tokenizer.pad_token_id, "eos_token_id": clip_tokenizer.eos_token_id}
     transformer = FluxTransformer2DModel(
         patch_size=1,
         in_channels=16,
@@ -90,10 +59,10 @@ def build(seed: int = 0, guidance: bool = True) -> FluxKontextPipeline:
             intermediate_size=64,
             num_hidden_layers=2,
             num_attention_heads=2,
-            max_position_embeddings=77,
+            max_position_embeddings=16,
             projection_dim=32,
-            pad_token_id=0,
-            eos_token_id=2,
+            bos_token_id=clip_tokenizer.bos_token_id,
+            **ids,
         )
     )
     t5 = T5EncoderModel(
@@ -104,16 +73,15 @@ def build(seed: int = 0, guidance: bool = True) -> FluxKontextPipeline:
             d_ff=64,
             num_layers=2,
             num_heads=4,
-            pad_token_id=0,
-            eos_token_id=2,
+            **ids,
         )
     )
     return FluxKontextPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True),
         vae=vae,
         text_encoder=clip.eval(),
-        tokenizer=_tokenizer(77),
+        tokenizer=clip_tokenizer,
         text_encoder_2=t5.eval(),
-        tokenizer_2=_tokenizer(16),
+        tokenizer_2=t5_tokenizer,
         transformer=transformer,
     )

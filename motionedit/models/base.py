@@ -205,6 +205,13 @@ class EditorAdapter(ABC):
             latents = (latents.float() + (sig[i + 1] - sig[i]) * v).to(latents.dtype)
         return (latents, path) if trajectory else latents
 
+    def _guidance(self, batch: int) -> torch.Tensor | None:
+        """The distilled-guidance input of transformers that have one (FLUX.1 [dev]), else None."""
+        if not self.transformer.config.guidance_embeds:
+            return None
+        scale = float(self.settings["inference"]["guidance_scale"])
+        return torch.full((batch,), scale, device=self.device, dtype=torch.float32)
+
     # -- LoRA ------------------------------------------------------------------------------
     @property
     def transformer(self) -> torch.nn.Module:

@@ -79,12 +79,6 @@ class FluxKontextAdapter(EditorAdapter):
         pixels = pixels_to_tensor([resize(to_pil(im), size) for im in images])
         return self._pack(self._vae_latents(pixels)).to(self.dtype)
 
-    def _guidance(self, batch: int) -> torch.Tensor | None:
-        if not self.transformer.config.guidance_embeds:
-            return None
-        scale = float(self.settings["inference"]["guidance_scale"])
-        return torch.full((batch,), scale, device=self.device, dtype=torch.float32)
-
     def velocity(
         self, latents: torch.Tensor, sigma: torch.Tensor, cond: Conditioning
     ) -> torch.Tensor:

@@ -171,12 +171,6 @@ class QwenImageEditAdapter(EditorAdapter):
         return self._vae_latents(proc.preprocess(pils, cond.height, cond.width))
 
     # -- the transformer ------------------------------------------------------------------
-    def _guidance(self, batch: int) -> torch.Tensor | None:
-        if not self.transformer.config.guidance_embeds:
-            return None
-        scale = float(self.settings["inference"]["guidance_scale"])
-        return torch.full((batch,), scale, device=self.device, dtype=torch.float32)
-
     def velocity(
         self, latents: torch.Tensor, sigma: torch.Tensor, cond: Conditioning
     ) -> torch.Tensor:
