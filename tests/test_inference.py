@@ -89,7 +89,7 @@ def editor_config(tmp_path_factory):
                 "max_area": 48 * 64,
                 "max_sequence_length": 16,
                 "device": "cpu",
-                "inference": {"steps": 28, "seed": 0, "batch_size": 2},
+                "inference": {"steps": 12, "seed": 0, "batch_size": 2},
             }
         },
         "models": {"kontext": {"kind": "editor", "editor": "kontext", "lora": None}},
