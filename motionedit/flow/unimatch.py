@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from motionedit.devices import resolve_device
 from motionedit.flow import (
     UNIMATCH_CHECKPOINT_NAME,
     UNIMATCH_CHECKPOINT_URL,
@@ -598,13 +599,6 @@ def load_state(path: str | Path, net: nn.Module) -> None:
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` is the GPU when there is one, so one config serves a laptop and a cluster."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @functools.lru_cache(maxsize=4)

@@ -14,20 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from motionedit.devices import resolve_device
 from motionedit.models.base import Conditioning, EditorAdapter, ModelError
 
 __all__ = [
-    "EDITOR_KINDS",
     "INFERENCE_DEFAULTS",
     "Conditioning",
     "EditorAdapter",
     "ModelError",
     "editor_settings",
     "load_editor",
-    "resolve_device",
 ]
-
-EDITOR_KINDS = ("tiny", "flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
 
 #: The paper's inference settings per editor kind (28 steps; Kontext guidance 2.5; Qwen
 #: true CFG 4.0 with guidance 1.0), and the pixel budget each family was trained at.
@@ -52,15 +49,6 @@ INFERENCE_DEFAULTS: dict[str, dict[str, Any]] = {
         "inference": {"steps": 1, "guidance_scale": 1.0, "true_cfg_scale": 1.0},
     },
 }
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` is the first GPU when there is one, else the CPU."""
-    import torch
-
-    if device == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def editor_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -126,7 +114,9 @@ def load_pipeline(
 def place(pipe: Any, settings: dict[str, Any]) -> Any:
     """Move a pipeline to its device or set up CPU offload, as ``editors.<name>.offload`` says."""
     offload = settings.get("offload", "none")
-    device = settings.setdefault("device_resolved", resolve_device(settings.get("device", "auto")))
+    device = settings.setdefault(
+        "device_resolved", str(resolve_device(settings.get("device", "auto")))
+    )
     if offload == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif offload == "sequential":
@@ -140,7 +130,6 @@ def place(pipe: Any, settings: dict[str, Any]) -> Any:
 def load_editor(settings: dict[str, Any]) -> EditorAdapter:
     """The adapter for an editor's settings (see :func:`editor_settings`)."""
     settings = dict(settings)
-    settings.setdefault("device_resolved", resolve_device(settings.get("device", "auto")))
     kind = settings["kind"]
     if kind in ("tiny", "flux-kontext"):
         from diffusers import FluxKontextPipeline
