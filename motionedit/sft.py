@@ -19,6 +19,7 @@ settings continues from there and ends with the same weights as an uninterrupted
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -45,27 +46,42 @@ LOG_COLUMNS = ["stage", "step", "loss", "lr", "seconds"]
 STATE_FILE = "state.pt"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Pair:
+    """One training triplet; the frames stay encoded (PNG bytes or a path) until used.
+
+    A full-resolution train split decoded at once would not fit in memory; decoded frames
+    are kept in a bounded cache instead, which holds the whole split of a small run.
+    """
+
     id: str
     prompt: str
-    input: Image.Image
-    target: Image.Image
+    input_cell: Any
+    target_cell: Any
+    root: Path
+
+    @property
+    def input(self) -> Image.Image:
+        return _decoded(self, "input_cell")
+
+    @property
+    def target(self) -> Image.Image:
+        return _decoded(self, "target_cell")
+
+    def __hash__(self) -> int:
+        return hash((self.root, self.id))
+
+
+@functools.lru_cache(maxsize=2048)
+def _decoded(pair: Pair, which: str) -> Image.Image:
+    return image_from_cell(getattr(pair, which), pair.root)
 
 
 def load_pairs(table: str | Path) -> list[Pair]:
     """The (input, instruction, target) triplets of a dataset split, in id order."""
     df = pd.read_parquet(table).sort_values("id")
     root = Path(table).parent
-    return [
-        Pair(
-            r.id,
-            r.prompt,
-            image_from_cell(r.input_image, root),
-            image_from_cell(r.target_image, root),
-        )
-        for r in df.itertuples()
-    ]
+    return [Pair(r.id, r.prompt, r.input_image, r.target_image, root) for r in df.itertuples()]
 
 
 def sample_sigmas(
