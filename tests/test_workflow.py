@@ -35,23 +35,27 @@ SMALL = {
 }
 
 
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    return [
+        SNAKEMAKE,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+
+
 def snakemake(
     workdir: Path, *args: str, check: bool = True, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     env = os.environ | {"HF_HUB_OFFLINE": "1"} | (env or {})
     proc = subprocess.run(
-        [
-            SNAKEMAKE,
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--configfile",
-            str(workdir / "config.yaml"),
-            "--cores",
-            "2",
-            *args,
-        ],
+        snakemake_command(workdir, *args),
         capture_output=True,
         text=True,
         env=env,

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 
 import pandas as pd
 import pytest
+import tiny_flux
 import yaml
 from diffusers import FluxKontextPipeline
 from PIL import Image
-from test_workflow import planned_rules, snakemake
+from test_inference import make_bench
+from test_workflow import planned_rules, snakemake, snakemake_command
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +115,64 @@ def test_a_model_naming_an_unknown_editor_fails_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "models.typo.editor: no editor 'tiyn'" in proc.stderr + proc.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_a_killed_infer_job_reruns_to_the_same_images(tmp_path):
+    """Kill snakemake (and its job) mid-way through inference; the rerun finishes the rest."""
+    source = tmp_path / "kontext"
+    tiny_flux.build().save_pretrained(source)
+    config = {
+        "sources": [{"name": "synth", "kind": "synthetic"}],
+        "editors": {
+            "k": {
+                "kind": "flux-kontext",
+                "source": str(source),
+                "max_area": 48 * 64,
+                "max_sequence_length": 16,
+                "device": "cpu",
+                "inference": {"steps": 12, "batch_size": 1},
+            }
+        },
+        "models": {"k": {"kind": "editor", "editor": "k"}},
+    }
+    target = "results/eval/k/outputs.parquet"
+    runs = {}
+    for name in ("full", "killed"):
+        wd = tmp_path / name
+        make_bench(wd / "results" / "dataset" / "bench", n=10)
+        (wd / "config.yaml").write_text(yaml.safe_dump(config))
+        runs[name] = wd
+    snakemake(runs["full"], target, "--allowed-rules", "infer")
+
+    wd = runs["killed"]
+    cmd = snakemake_command(wd, target, "--allowed-rules", "infer")
+    proc = subprocess.Popen(
+        cmd,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )
+    journal = wd / "results" / "eval" / "k" / "progress.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if journal.is_file() and len(journal.read_text().splitlines()) >= 4:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "snakemake ended before it could be killed"
+    assert not (wd / target).exists()
+    finished_before = len(journal.read_text().splitlines()) - 1
+    assert 3 <= finished_before < 10
+
+    # What a user does after a kill: release the lock, rerun the incomplete job.
+    snakemake(wd, "--unlock")
+    snakemake(wd, target, "--allowed-rules", "infer", "--rerun-incomplete")
+    log = (wd / "results" / "logs" / "infer" / "k.log").read_text()
+    assert f"{finished_before} of 10 images already made" in log
+    full = runs["full"] / "results" / "eval" / "k" / "images"
+    resumed = wd / "results" / "eval" / "k" / "images"
+    assert len(list(full.glob("*.png"))) == 10
+    for png in sorted(full.glob("*.png")):
+        assert png.read_bytes() == (resumed / png.name).read_bytes(), png.name
