@@ -22,7 +22,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import torch
@@ -258,8 +257,12 @@ class QwenImageEditAdapter(EditorAdapter):
                 )
             return (*chosen, *original(target_area, ratio)[2:])
 
-        with _SIZE_LOCK, mock.patch.object(module, "calculate_dimensions", sized):
-            yield
+        with _SIZE_LOCK:
+            module.calculate_dimensions = sized
+            try:
+                yield
+            finally:
+                module.calculate_dimensions = original
         if not asked:
             raise ModelError(
                 f"{type(self.pipe).__name__} no longer sizes its input with calculate_dimensions; "
