@@ -58,3 +58,16 @@ def job_logger(snakemake_log: list[str], name: str = "motionedit") -> logging.Lo
 
     sys.excepthook = hook
     return log
+
+
+def progress_bar(total: int, desc: str) -> tqdm:
+    """A bar advanced by hand, for work that finishes out of order (concurrent calls)."""
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="it",
+        dynamic_ncols=True,
+        disable=None,
+        file=sys.stderr,
+        mininterval=1.0,
+    )

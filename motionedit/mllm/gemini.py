@@ -1,0 +1,429 @@
+"""Gemini through the google-genai SDK: cached, rate-limited, retried, online or batch.
+
+Every stage that asks Gemini (judge, rewrite, and later evaluation) hands a list of
+requests to one ``GeminiCaller`` and gets one reply per request back, in order:
+
+- answers already in the cache are read, not asked again;
+- online mode runs up to ``mllm.concurrency`` calls at once under the rate limiter, and
+  retries 408/429/5xx, timeouts and dropped connections with exponential backoff, waiting
+  at least the server's retry delay when it gives one;
+- batch mode sends the requests to the Batch API (half price) and records the job name
+  under ``<cache_dir>/batches/`` before it waits, so a killed run polls the same job again
+  instead of paying for a second one;
+- a refusal, a cut-off answer or an answer that fails the schema comes back as an error
+  reply, and so does a call that failed after its last retry; only credentials or a model
+  that the service rejects outright stop the job, since every call would fail the same way.
+
+The API key is read from GEMINI_API_KEY or GOOGLE_API_KEY when the first call is needed
+(a run answered entirely from the cache needs no key) and is never logged or stored.
+Vertex AI is used when ``mllm.vertexai`` is true or GOOGLE_GENAI_USE_VERTEXAI is set, with
+the project and location from the config or the SDK's environment variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from motionedit.mllm.cache import AnswerCache, write_json_atomic
+from motionedit.mllm.limits import RateLimiter
+from motionedit.mllm.request import Image, Reply, Request, interpret
+from motionedit.runlog import progress_bar
+
+try:  # the SDK's HTTP library, whichever of the two names it is installed under
+    import httpx2 as _httpx
+except ImportError:  # pragma: no cover
+    import httpx as _httpx
+
+API_KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+BATCH_DONE = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+
+
+class MLLMError(RuntimeError):
+    """A problem no retry can fix (credentials, model name, configuration); stops the job."""
+
+
+def _enum(value: Any) -> str | None:
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def response_entry(response: Any) -> dict[str, Any]:
+    """The part of an SDK response worth keeping: text, why it stopped, tokens, model version."""
+    candidates = response.candidates or []
+    feedback = response.prompt_feedback
+    text = None
+    if candidates and candidates[0].content and candidates[0].content.parts:
+        text = "".join(p.text for p in candidates[0].content.parts if p.text and not p.thought)
+    usage = response.usage_metadata
+    return {
+        "text": text,
+        "finish_reason": _enum(candidates[0].finish_reason) if candidates else None,
+        "block_reason": _enum(feedback.block_reason) if feedback else None,
+        "has_candidates": bool(candidates),
+        "usage": usage.model_dump(mode="json", exclude_none=True) if usage else None,
+        "model_version": response.model_version,
+    }
+
+
+def retry_delay(exc: Exception) -> float | None:
+    """The server's requested wait: google.rpc.RetryInfo in the error body, or Retry-After."""
+    body = getattr(exc, "details", None)
+    if isinstance(body, dict):
+        for item in (body.get("error") or {}).get("details") or []:
+            match = re.fullmatch(r"([\d.]+)s", str(item.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    response = getattr(exc, "response", None)
+    header = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    try:
+        return float(header) if header else None
+    except ValueError:
+        return None
+
+
+class GeminiCaller:
+    def __init__(self, transport: dict[str, Any], log: logging.Logger):
+        self.cfg = transport
+        self.log = log
+        self.cache = AnswerCache(transport["cache_dir"])
+        self.calls_made = 0  # HTTP generateContent attempts (and batch submissions) this run
+        self._client_obj = None
+        self._secret: str | None = None
+
+    # ----------------------------------------------------------------- the client
+    def _client(self):
+        if self._client_obj is None:
+            from google import genai
+            from google.genai import types
+
+            http = {"timeout": int(self.cfg["timeout_s"] * 1000)}
+            if self.cfg.get("base_url"):
+                http["base_url"] = self.cfg["base_url"]
+            if self.cfg.get("api_version"):
+                http["api_version"] = self.cfg["api_version"]
+            options = types.HttpOptions(**http)
+            vertex = self.cfg.get("vertexai") or os.environ.get(
+                "GOOGLE_GENAI_USE_VERTEXAI", ""
+            ).lower() in ("1", "true")
+            if vertex:
+                self._client_obj = genai.Client(
+                    vertexai=True,
+                    project=self.cfg.get("project"),
+                    location=self.cfg.get("location"),
+                    http_options=options,
+                )
+            else:
+                key = next((os.environ[v] for v in API_KEY_VARIABLES if os.environ.get(v)), None)
+                if not key:
+                    raise MLLMError(
+                        "no Gemini API key: export GEMINI_API_KEY (or GOOGLE_API_KEY) before "
+                        "running, set mllm.vertexai: true for Vertex AI, or use the offline "
+                        "backend; keys are read from the environment only, never the config"
+                    )
+                self._secret = key
+                self._client_obj = genai.Client(api_key=key, http_options=options)
+        return self._client_obj
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    @staticmethod
+    def _contents(request: Request) -> list[Any]:
+        from google.genai import types
+
+        return [
+            types.Part.from_bytes(data=p.data, mime_type=p.mime)
+            if isinstance(p, Image)
+            else types.Part.from_text(text=p)
+            for p in request.parts
+        ]
+
+    @staticmethod
+    def _config(request: Request) -> Any:
+        from google.genai import types
+
+        s = request.settings
+        config: dict[str, Any] = {
+            "temperature": s.temperature,
+            "max_output_tokens": s.max_output_tokens,
+        }
+        if request.schema is not None:
+            config["response_mime_type"] = "application/json"
+            config["response_schema"] = request.schema
+        if s.media_resolution:
+            config["media_resolution"] = f"MEDIA_RESOLUTION_{s.media_resolution.upper()}"
+        if s.thinking_budget is not None:
+            config["thinking_config"] = types.ThinkingConfig(thinking_budget=s.thinking_budget)
+        return types.GenerateContentConfig(**config)
+
+    def _fatal(self, exc: Exception, request: Request) -> MLLMError | None:
+        code = getattr(exc, "code", None)
+        text = self._scrub(f"{getattr(exc, 'status', '')}: {getattr(exc, 'message', exc)}")
+        if code in (401, 403) or "API_KEY_INVALID" in str(getattr(exc, "details", "")):
+            return MLLMError(
+                f"the service refused the credentials (HTTP {code} {text}); check "
+                "GEMINI_API_KEY / GOOGLE_API_KEY, or the Vertex AI project and permissions"
+            )
+        if code == 404:
+            return MLLMError(
+                f"model {request.settings.model!r} was not found (HTTP 404 {text}); fix the "
+                "'model' setting of this stage (e.g. judge.gemini.model)"
+            )
+        return None
+
+    # ----------------------------------------------------------------- public entry
+    def run(self, requests: list[Request], desc: str) -> list[Reply]:
+        """One reply per request, in order; cached answers are reused, the rest asked."""
+        replies: list[Reply | None] = []
+        for r in requests:
+            entry = self.cache.get(r.key)
+            replies.append(None if entry is None else interpret(r, entry, cached=True))
+        todo = [i for i, rep in enumerate(replies) if rep is None]
+        self.log.info(
+            "%s: %d requests, %d answered from the cache, %d to ask (%s mode)",
+            desc,
+            len(requests),
+            len(requests) - len(todo),
+            len(todo),
+            self.cfg["mode"],
+        )
+        if todo:
+            asked = [requests[i] for i in todo]
+            if self.cfg["mode"] == "batch":
+                fresh = self._run_batch(asked, desc)
+            else:
+                fresh = asyncio.run(self._run_online(asked, desc))
+            for i, reply in zip(todo, fresh, strict=True):
+                replies[i] = reply
+        done = [r for r in replies if r is not None]
+        failed = sum(1 for r in done if r.error)
+        if failed:
+            kinds: dict[str, int] = {}
+            for r in done:
+                if r.error:
+                    kind = r.error.split(":", 1)[0]
+                    kinds[kind] = kinds.get(kind, 0) + 1
+            self.log.warning("%s: %d replies are errors: %s", desc, failed, kinds)
+        return done
+
+    # ----------------------------------------------------------------- online
+    async def _run_online(self, requests: list[Request], desc: str) -> list[Reply]:
+        limiter = RateLimiter(
+            self.cfg.get("requests_per_minute"), self.cfg.get("tokens_per_minute")
+        )
+        slots = asyncio.Semaphore(self.cfg["concurrency"])
+        replies: list[Reply | None] = [None] * len(requests)
+        bar = progress_bar(len(requests), desc)
+
+        async def one(i: int) -> None:
+            async with slots:
+                reply = await self._ask(requests[i], limiter)
+            if reply.answered:
+                self._store(requests[i], reply)
+            replies[i] = reply
+            bar.update()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i in range(len(requests)):
+                    group.create_task(one(i))
+        except* MLLMError as errors:
+            raise errors.exceptions[0] from None
+        finally:
+            bar.close()
+        return [r for r in replies if r is not None]
+
+    async def _ask(self, request: Request, limiter: RateLimiter) -> Reply:
+        client = self._client()
+        contents, config = self._contents(request), self._config(request)
+        estimate = request.estimated_tokens()
+        timeout = self.cfg["timeout_s"]
+        jitter = random.Random(request.key)
+        error = ""
+        for attempt in range(1, self.cfg["max_attempts"] + 1):
+            await limiter.acquire(estimate)
+            self.calls_made += 1
+            start = time.monotonic()
+            delay = None
+            try:
+                response = await asyncio.wait_for(
+                    client.aio.models.generate_content(
+                        model=request.settings.model, contents=contents, config=config
+                    ),
+                    timeout,
+                )
+            except TimeoutError:
+                error = f"timeout: no answer within {timeout:g} s"
+            except _httpx.TimeoutException:
+                error = f"timeout: no answer within {timeout:g} s"
+            except _httpx.TransportError as exc:
+                error = f"connection: {self._scrub(str(exc)) or type(exc).__name__}"
+            except Exception as exc:  # the SDK's APIError family, by duck type
+                code = getattr(exc, "code", None)
+                if code is None:
+                    raise
+                fatal = self._fatal(exc, request)
+                if fatal is not None:
+                    raise fatal from None
+                status, message = getattr(exc, "status", ""), getattr(exc, "message", "")
+                error = self._scrub(f"http {code}: {status}: {message}")
+                if code not in RETRY_STATUS:
+                    return Reply(key=request.key, error=error, attempts=attempt)
+                delay = retry_delay(exc)
+                if code == 429:
+                    limiter.pause(delay if delay is not None else self.cfg["backoff_s"])
+            else:
+                entry = {
+                    "response": response_entry(response),
+                    "latency_s": round(time.monotonic() - start, 3),
+                    "attempts": attempt,
+                    "batch": False,
+                }
+                reply = interpret(request, entry, cached=False)
+                limiter.settle(estimate, reply.usage.input_tokens or None)
+                return reply
+            if attempt < self.cfg["max_attempts"]:
+                backoff = min(self.cfg["max_backoff_s"], self.cfg["backoff_s"] * 2 ** (attempt - 1))
+                wait = max(delay or 0.0, backoff * (0.5 + 0.5 * jitter.random()))
+                self.log.info("%s: %s; retry %d in %.1f s", request.tag, error, attempt, wait)
+                await asyncio.sleep(wait)
+        return Reply(key=request.key, error=f"{error} (after {attempt} attempts)", attempts=attempt)
+
+    def _store(self, request: Request, reply: Reply) -> None:
+        self.cache.put(
+            request.key,
+            {
+                "response": reply.response,
+                "latency_s": reply.latency_s,
+                "attempts": reply.attempts,
+                "batch": reply.batch,
+                "model": request.settings.model,
+                "prompt_version": request.prompt_version,
+            },
+        )
+
+    # ----------------------------------------------------------------- batch
+    def _chunks(self, requests: list[Request]) -> list[list[Request]]:
+        """Inline batch requests are limited in size: split by the base64 size of their parts."""
+        limit = self.cfg["batch"]["max_inline_mb"] * 1e6
+        chunks: list[list[Request]] = [[]]
+        size = 0.0
+        for r in requests:
+            n = sum(len(p.data) * 4 / 3 if isinstance(p, Image) else len(p) for p in r.parts)
+            if chunks[-1] and size + n > limit:
+                chunks.append([])
+                size = 0.0
+            chunks[-1].append(r)
+            size += n
+        return chunks
+
+    def _job_file(self, chunk: list[Request]) -> Path:
+        digest = hashlib.sha256("\n".join(r.key for r in chunk).encode()).hexdigest()
+        return Path(self.cfg["cache_dir"]) / "batches" / f"{digest}.json"
+
+    def _run_batch(self, requests: list[Request], desc: str) -> list[Reply]:
+        by_key: dict[str, Reply] = {}
+        for chunk in self._chunks(requests):
+            by_key.update(self._batch_chunk(chunk, desc))
+        return [by_key[r.key] for r in requests]
+
+    def _batch_chunk(self, chunk: list[Request], desc: str) -> dict[str, Reply]:
+        from google.genai import types
+
+        client = self._client()
+        job_file = self._job_file(chunk)
+        if job_file.is_file():
+            name = json.loads(job_file.read_text())["name"]
+            self.log.info("%s: resuming batch job %s (%s)", desc, name, job_file)
+        else:
+            model = chunk[0].settings.model
+            self.calls_made += 1
+            try:
+                job = client.batches.create(
+                    model=model,
+                    src=[
+                        types.InlinedRequest(
+                            contents=self._contents(r),
+                            config=self._config(r),
+                            metadata={"key": r.key},
+                        )
+                        for r in chunk
+                    ],
+                    config=types.CreateBatchJobConfig(
+                        display_name=f"motionedit-{desc}-{job_file.stem[:12]}"
+                    ),
+                )
+            except Exception as exc:
+                fatal = self._fatal(exc, chunk[0]) if hasattr(exc, "code") else None
+                raise (
+                    fatal or MLLMError(f"submitting the batch failed: {self._scrub(str(exc))}")
+                ) from None
+            name = job.name
+            submitted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            write_json_atomic(
+                job_file,
+                {"name": name, "model": model, "requests": len(chunk), "submitted": submitted},
+            )
+            self.log.info("%s: submitted batch job %s with %d requests", desc, name, len(chunk))
+        job = self._wait(client, name, job_file)
+        state = _enum(job.state)
+        replies: dict[str, Reply] = {}
+        if state == "JOB_STATE_SUCCEEDED":
+            wanted = {r.key: r for r in chunk}
+            for item in (job.dest.inlined_responses if job.dest else None) or []:
+                key = (item.metadata or {}).get("key")
+                if key not in wanted:
+                    continue
+                if item.error is not None:
+                    why = f"batch: item failed: {item.error.code}: {item.error.message}"
+                    replies[key] = Reply(key=key, error=self._scrub(why))
+                    continue
+                entry = {
+                    "response": response_entry(item.response),
+                    "latency_s": 0.0,
+                    "attempts": 1,
+                    "batch": True,
+                }
+                reply = interpret(wanted[key], entry, cached=False)
+                if reply.answered:
+                    self._store(wanted[key], reply)
+                replies[key] = reply
+        missing = (
+            f"batch: job {name} ended in {state}"
+            if state != "JOB_STATE_SUCCEEDED"
+            else f"batch: job {name} returned no response for this request"
+        )
+        for r in chunk:
+            replies.setdefault(r.key, Reply(key=r.key, batch=True, error=missing))
+        job_file.unlink(missing_ok=True)
+        return replies
+
+    def _wait(self, client: Any, name: str, job_file: Path) -> Any:
+        poll = self.cfg["batch"]["poll_s"]
+        deadline = time.monotonic() + self.cfg["batch"]["max_wait_h"] * 3600
+        bar = progress_bar(0, f"batch {name}")
+        try:
+            while True:
+                job = client.batches.get(name=name)
+                state = _enum(job.state)
+                bar.set_postfix_str(str(state))
+                if state in BATCH_DONE:
+                    return job
+                if time.monotonic() > deadline:
+                    raise MLLMError(
+                        f"batch job {name} is still {state} after "
+                        f"{self.cfg['batch']['max_wait_h']} h; run the stage again to keep "
+                        f"waiting for it (its name is kept in {job_file})"
+                    )
+                time.sleep(poll)
+        finally:
+            bar.close()

@@ -1,0 +1,155 @@
+"""What is asked of an MLLM and what came back, independent of the service that answers.
+
+A request is a sequence of text and image parts with generation settings, a prompt version
+and an optional pydantic schema for the answer. Its key hashes all of that (images by the
+sha256 of their bytes), so equal questions share one cached answer and any change to the
+prompt, the settings or an image asks again. A reply is either a parsed answer or an error
+string whose prefix says what went wrong ("blocked", "finish", "empty", "schema",
+"timeout", "http", "connection", "batch"), so no failure can pass for a negative answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from motionedit.mllm.usage import Usage
+
+#: Finish reasons that mean a usable answer; everything else is an error row.
+GOOD_FINISH = {"STOP", "FINISH_REASON_UNSPECIFIED", None}
+
+
+@dataclass(frozen=True)
+class Image:
+    data: bytes
+    mime: str = "image/png"
+
+    @classmethod
+    def read(cls, path: str | Path) -> Image:
+        path = Path(path)
+        mime = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}.get(
+            path.suffix.lower(), "image/png"
+        )
+        return cls(path.read_bytes(), mime)
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """Generation settings of one stage (``judge.gemini``, ``rewrite.gemini``, ...)."""
+
+    model: str
+    temperature: float = 0.0
+    max_output_tokens: int = 1024
+    media_resolution: str | None = None  # low | medium | high
+    thinking_budget: int | None = None
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> CallSettings:
+        return cls(**{k: section[k] for k in cls.__dataclass_fields__ if k in section})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Request:
+    parts: tuple[str | Image, ...]
+    settings: CallSettings
+    prompt_version: str
+    schema: type[BaseModel] | None = None
+    tag: str = ""  # what the request is about (a pair id); logs only, not part of the key
+
+    @property
+    def images(self) -> list[Image]:
+        return [p for p in self.parts if isinstance(p, Image)]
+
+    @property
+    def prompt(self) -> str:
+        """The text parts, with a marker where each image goes (for logs)."""
+        return "\n".join(
+            p if isinstance(p, str) else f"<image {p.sha256[:12]}>" for p in self.parts
+        )
+
+    @cached_property
+    def key(self) -> str:
+        described = {
+            "settings": self.settings.as_dict(),
+            "prompt_version": self.prompt_version,
+            "parts": [
+                p if isinstance(p, str) else {"image": p.sha256, "mime": p.mime} for p in self.parts
+            ],
+            "schema": self.schema.model_json_schema() if self.schema else None,
+        }
+        return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+    def estimated_tokens(self) -> int:
+        """Input tokens before the server counts them: ~4 characters each, images by resolution."""
+        per_image = {"low": 70, "medium": 260, "high": 1100}.get(
+            self.settings.media_resolution or "medium", 260
+        )
+        text = sum(len(p) for p in self.parts if isinstance(p, str))
+        return text // 4 + per_image * len(self.images)
+
+
+@dataclass
+class Reply:
+    key: str
+    text: str | None = None
+    parsed: dict[str, Any] | None = None
+    error: str | None = None
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    model_version: str | None = None
+    latency_s: float = 0.0
+    attempts: int = 0
+    cached: bool = False
+    batch: bool = False
+    response: dict[str, Any] | None = None  # what the service said, as cached
+
+    @property
+    def answered(self) -> bool:
+        """The service gave an answer (possibly a refusal): worth caching, not worth retrying."""
+        return not (self.error or "").startswith(("timeout", "http", "connection", "batch"))
+
+
+def interpret(request: Request, entry: dict[str, Any], *, cached: bool) -> Reply:
+    """A reply from a cache entry: classify refusals and check the answer against the schema."""
+    response = entry["response"]
+    reply = Reply(
+        key=request.key,
+        text=response.get("text"),
+        finish_reason=response.get("finish_reason"),
+        usage=Usage.from_metadata(response.get("usage")),
+        model_version=response.get("model_version"),
+        latency_s=entry.get("latency_s", 0.0),
+        attempts=entry.get("attempts", 1),
+        cached=cached,
+        batch=bool(entry.get("batch")),
+        response=response,
+    )
+    if response.get("block_reason"):
+        reply.error = f"blocked: the prompt was blocked ({response['block_reason']})"
+    elif not response.get("has_candidates", True):
+        reply.error = "empty: the reply had no candidates"
+    elif reply.finish_reason not in GOOD_FINISH:
+        reply.error = f"finish: generation stopped with {reply.finish_reason}"
+    elif not reply.text:
+        reply.error = "empty: the reply had no text"
+    elif request.schema is not None:
+        try:
+            reply.parsed = request.schema.model_validate_json(reply.text).model_dump()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "answer"
+            reply.error = f"schema: {where}: {first['msg']}"
+    return reply

@@ -1,0 +1,233 @@
+"""A local HTTP server that speaks the Gemini API's wire format, for the real google-genai SDK.
+
+Only the network boundary is replaced: the SDK builds real requests, parses real replies and
+raises its real errors. The server answers ``POST /{version}/models/{model}:generateContent``,
+``POST /{version}/models/{model}:batchGenerateContent`` and ``GET /{version}/batches/{id}``.
+
+Each generateContent call first takes the next scripted behaviour, if any is queued:
+``{"status": 429, "retry_delay": "0.2s"}``, ``{"status": 500}``, ``{"hang": 2.0}``,
+``{"text": "not json"}``, ``{"finish": "SAFETY"}``, ``{"finish": "MAX_TOKENS", "text": ...}``,
+``{"blocked": "SAFETY"}`` or ``{"empty": True}``. Otherwise ``answer(body)`` gives the reply
+text. ``latency_s`` delays every answer and ``requests_per_minute`` enforces a quota with 429s.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def request_text(body: dict[str, Any]) -> str:
+    """All text parts of a generateContent request body."""
+    return "\n".join(
+        part["text"] for c in body.get("contents", []) for part in c["parts"] if "text" in part
+    )
+
+
+def schema_fields(body: dict[str, Any]) -> set[str]:
+    config = body.get("generationConfig") or {}
+    return set((config.get("responseSchema") or {}).get("properties", {}))
+
+
+class GeminiStub:
+    def __init__(
+        self,
+        answer: Callable[[dict[str, Any]], str] | None = None,
+        latency_s: float = 0.0,
+        requests_per_minute: float | None = None,
+        batch_pending_polls: int = 1,
+    ):
+        self.answer = answer or (lambda body: "{}")
+        self.latency_s = latency_s
+        self.rate = None if not requests_per_minute else requests_per_minute / 60.0
+        self.batch_pending_polls = batch_pending_polls
+        self.script: deque[dict[str, Any]] = deque()
+        self.lock = threading.Lock()
+        self.calls: list[dict[str, Any]] = []  # every generateContent body received
+        self.rejected = 0  # 429s sent for exceeding the quota
+        self.api_keys: set[str] = set()
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_submissions = 0
+        self._bucket = 0.0
+        self._stamp = time.monotonic()
+        self._server: ThreadingHTTPServer | None = None
+
+    # -------------------------------------------------------------- lifecycle
+    def __enter__(self) -> GeminiStub:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                stub._post(self)
+
+            def do_GET(self) -> None:
+                stub._get(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._bucket = max(1.0, 2 * (self.rate or 0))
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def count(self) -> int:
+        return len(self.calls)
+
+    # -------------------------------------------------------------- replies
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test)
+
+    @staticmethod
+    def error(status: int, message: str, retry_delay: str | None = None) -> dict[str, Any]:
+        names = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}  # fmt: skip
+        err: dict[str, Any] = {"code": status, "message": message, "status": names.get(status)}
+        if retry_delay:
+            err["details"] = [
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}
+            ]
+        return {"error": err}
+
+    @staticmethod
+    def reply(text: str | None, finish: str = "STOP", model: str = "stub") -> dict[str, Any]:
+        candidate: dict[str, Any] = {"finishReason": finish, "index": 0}
+        if text is not None:
+            candidate["content"] = {"parts": [{"text": text}], "role": "model"}
+        return {
+            "candidates": [candidate],
+            "usageMetadata": {
+                "promptTokenCount": 300,
+                "candidatesTokenCount": 40,
+                "thoughtsTokenCount": 10,
+                "totalTokenCount": 350,
+            },
+            "modelVersion": f"{model}-stub-001",
+        }
+
+    def _within_quota(self) -> bool:
+        if self.rate is None:
+            return True
+        with self.lock:
+            now = time.monotonic()
+            cap = max(1.0, 2 * self.rate)
+            self._bucket = min(cap, self._bucket + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._bucket >= 1.0:
+                self._bucket -= 1.0
+                return True
+            self.rejected += 1
+            return False
+
+    def _generate(self, body: dict[str, Any], model: str) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            step = self.script.popleft() if self.script else {}
+        if "hang" in step:
+            time.sleep(step["hang"])
+        if "status" in step:
+            return step["status"], self.error(
+                step["status"], step.get("message", "scripted failure"), step.get("retry_delay")
+            )
+        if step.get("blocked"):
+            return 200, {
+                "promptFeedback": {"blockReason": step["blocked"]},
+                "usageMetadata": {"promptTokenCount": 300, "totalTokenCount": 300},
+            }
+        if step.get("empty"):
+            return 200, {"candidates": [], "usageMetadata": {"promptTokenCount": 300}}
+        if "finish" in step:
+            return 200, self.reply(step.get("text"), step["finish"], model)
+        text = step["text"] if "text" in step else self.answer(body)
+        return 200, self.reply(text, "STOP", model)
+
+    def _post(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = json.loads(handler.rfile.read(length) or b"{}")
+        key = handler.headers.get("x-goog-api-key")
+        if key:
+            with self.lock:
+                self.api_keys.add(key)
+        path = handler.path.split("?")[0]
+        model = path.rsplit("/models/", 1)[-1].split(":")[0]
+        if path.endswith(":generateContent"):
+            with self.lock:
+                self.calls.append(body)
+            if not self._within_quota():
+                return self._send(handler, 429, self.error(429, "quota exceeded", "1s"))
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            status, reply = self._generate(body, model)
+            return self._send(handler, status, reply)
+        if path.endswith(":batchGenerateContent"):
+            batch = body["batch"]
+            with self.lock:
+                self.batch_submissions += 1
+                name = f"batches/job{self.batch_submissions}"
+                self.batches[name] = {
+                    "requests": batch["inputConfig"]["requests"]["requests"],
+                    "polls": 0,
+                    "model": model,
+                    "display_name": batch.get("displayName"),
+                }
+            return self._send(handler, 200, self._batch_view(name, "BATCH_STATE_PENDING"))
+        self._send(handler, 404, self.error(404, f"no route {path}"))
+
+    def _batch_view(self, name: str, state: str, output: dict | None = None) -> dict[str, Any]:
+        job = self.batches[name]
+        meta: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1.GenerateContentBatch",
+            "displayName": job["display_name"],
+            "model": f"models/{job['model']}",
+            "state": state,
+        }
+        if output is not None:
+            meta["output"] = output
+        return {"name": name, "metadata": meta}
+
+    def _get(self, handler: BaseHTTPRequestHandler) -> None:
+        name = handler.path.split("?")[0].split("/", 2)[-1]
+        if name not in self.batches:
+            return self._send(handler, 404, self.error(404, f"no batch {name}"))
+        job = self.batches[name]
+        job["polls"] += 1
+        if job["polls"] <= self.batch_pending_polls:
+            return self._send(handler, 200, self._batch_view(name, "BATCH_STATE_RUNNING"))
+        responses = []
+        for item in job["requests"]:
+            status, reply = self._generate(item["request"], job["model"])
+            entry: dict[str, Any] = {"metadata": item.get("metadata")}
+            if status == 200:
+                entry["response"] = reply
+            else:
+                entry["error"] = reply["error"]
+            responses.append(entry)
+        output = {"inlinedResponses": {"inlinedResponses": responses}}
+        self._send(handler, 200, self._batch_view(name, "BATCH_STATE_SUCCEEDED", output))
