@@ -5,6 +5,7 @@ import sys
 sys.path.insert(0, workflow.basedir)  # motionedit/ without installing it
 
 from motionedit.config import validate_config
+from motionedit.judge import pricing
 from motionedit.models import editor_settings
 from motionedit.sources import shard_names
 

@@ -11,8 +11,12 @@ rule judge:
         "results/benchmarks/judge/{src}/{shard}.tsv"
     conda:
         "../envs/mining.yaml"
+    resources:
+        # `--resources mllm=1` runs one MLLM job at a time, so the quota in `mllm:` holds.
+        mllm=1,
     params:
         config={k: config[k] for k in ("judge", "prefilter", "flow")},
+        pricing=pricing(config, "judge"),
     script:
         "../workflow_scripts/judge.py"
 
@@ -22,13 +26,17 @@ rule rewrite:
         judge="results/judge/{src}/{shard}.parquet",
     output:
         table="results/instructions/{src}/{shard}.parquet",
+        raw="results/instructions/{src}/{shard}.raw.jsonl",
     log:
         "results/logs/rewrite/{src}/{shard}.log",
     benchmark:
         "results/benchmarks/rewrite/{src}/{shard}.tsv"
     conda:
         "../envs/mining.yaml"
+    resources:
+        mllm=1,
     params:
         config={"rewrite": config["rewrite"]},
+        pricing=pricing(config, "rewrite"),
     script:
         "../workflow_scripts/rewrite.py"

@@ -231,3 +231,43 @@ class GeminiStub:
             responses.append(entry)
         output = {"inlinedResponses": {"inlinedResponses": responses}}
         self._send(handler, 200, self._batch_view(name, "BATCH_STATE_SUCCEEDED", output))
+
+
+CATEGORY_CYCLE = ("pose", "locomotion", "deformation", "orientation", "subject_object",
+                  "subject_subject")  # fmt: skip
+
+
+def motion_answers(body: dict[str, Any]) -> str:
+    """Plausible answers for the judge and the rewriter, fixed by the request's content.
+
+    The judge keeps every pair and picks a category from a hash of the first image; the
+    rewriter turns the "After:" line of its prompt into an instruction.
+    """
+    fields = schema_fields(body)
+    if "instruction" in fields:
+        after = next(
+            (line.split(":", 1)[1].strip() for line in request_text(body).splitlines()
+             if line.startswith("After:")), "moved",
+        )  # fmt: skip
+        return json.dumps({"instruction": f"Make the subject end up {after}."})
+    if "setting_consistent" in fields:
+        image = next(
+            part["inlineData"]["data"]
+            for c in body["contents"]
+            for part in c["parts"]
+            if "inlineData" in part
+        )
+        category = CATEGORY_CYCLE[sum(image.encode()) % len(CATEGORY_CYCLE)]
+        answer = {
+            "setting_consistent": True,
+            "setting_note": "unchanged",
+            "significant_motion": True,
+            "before": "standing still",
+            "after": f"in a new {category} state",
+            "category": category,
+            "subject_intact": True,
+            "quality_ok": True,
+            "subject_note": "none",
+        }
+        return json.dumps(answer)
+    return "{}"

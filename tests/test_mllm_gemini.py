@@ -10,6 +10,7 @@ import time
 
 import pytest
 import yaml
+from conftest import ROOT
 from gemini_stub import GeminiStub
 from pydantic import BaseModel
 
@@ -17,7 +18,6 @@ from motionedit.config import validate_config
 from motionedit.mllm import CallSettings, GeminiCaller, Image, MLLMError, Request, Usage
 from motionedit.mllm.limits import RateLimiter
 from motionedit.mllm.usage import cost_usd, price_of
-from tests.test_workflow import ROOT
 
 LOG = logging.getLogger("test-mllm")
 SENTINEL = "sentinel-key-7f3a9c"
@@ -44,7 +44,9 @@ def transport(tmp_path, url: str, **over) -> dict:
 
 
 def requests(n: int, schema=Answer, version: str = "t-v1") -> list[Request]:
-    settings = CallSettings(model="gemini-2.5-flash", max_output_tokens=64, media_resolution="medium")
+    settings = CallSettings(
+        model="gemini-2.5-flash", max_output_tokens=64, media_resolution="medium"
+    )
     return [
         Request(
             parts=("Look:", Image(bytes([i]) * 50), f"question {i}"),
@@ -131,7 +133,10 @@ def test_a_hang_past_the_timeout_is_a_timeout_row(tmp_path, key):
         ({"text": "this is not json"}, "schema: "),
         ({"text": json.dumps({"ok": "maybe"})}, "schema: ok: "),
         ({"finish": "SAFETY"}, "finish: generation stopped with SAFETY"),
-        ({"finish": "MAX_TOKENS", "text": '{"ok": tr'}, "finish: generation stopped with MAX_TOKENS"),
+        (
+            {"finish": "MAX_TOKENS", "text": '{"ok": tr'},
+            "finish: generation stopped with MAX_TOKENS",
+        ),
         ({"blocked": "PROHIBITED_CONTENT"}, "blocked: the prompt was blocked (PROHIBITED_CONTENT)"),
         ({"empty": True}, "empty: the reply had no candidates"),
     ],
@@ -184,7 +189,9 @@ def test_batch_mode_submits_once_polls_and_collects(tmp_path, key):
 
 def test_a_killed_batch_wait_resumes_polling_the_same_job(tmp_path, key):
     with GeminiStub(answer=lambda body: GOOD, batch_pending_polls=10**6) as stub:
-        cfg = transport(tmp_path, stub.url, mode="batch", batch={"poll_s": 0.05, "max_wait_h": 1e-4})
+        cfg = transport(
+            tmp_path, stub.url, mode="batch", batch={"poll_s": 0.05, "max_wait_h": 1e-4}
+        )
         with pytest.raises(MLLMError, match="still JOB_STATE_RUNNING.*run the stage again"):
             GeminiCaller(cfg, LOG).run(requests(2), "t")
         [job_file] = (tmp_path / "cache" / "batches").glob("*.json")

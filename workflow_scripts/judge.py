@@ -12,11 +12,14 @@ from motionedit.runlog import job_logger
 from motionedit.tables import read_table, write_table
 
 log = job_logger(snakemake.log)
+# The call layer's settings (quota, retries, cache) are read here rather than passed as
+# params: they change no answer, so changing them must not re-run the stage.
 table = judge_shard(
     read_table(snakemake.input.prefilter),
     read_table(snakemake.input.frames),
-    make_judge(snakemake.params.config),
+    make_judge(snakemake.params.config, snakemake.config["mllm"], log),
     snakemake.output.raw,
     log,
+    snakemake.params.pricing,
 )
 write_table(table, snakemake.output.table)

@@ -13,6 +13,10 @@ from motionedit.tables import read_table, write_table
 
 log = job_logger(snakemake.log)
 table = rewrite_shard(
-    read_table(snakemake.input.judge), make_rewriter(snakemake.params.config), log
+    read_table(snakemake.input.judge),
+    make_rewriter(snakemake.params.config, snakemake.config["mllm"], log),
+    snakemake.output.raw,
+    log,
+    snakemake.params.pricing,
 )
 write_table(table, snakemake.output.table)

@@ -2,27 +2,84 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from motionedit.judge.base import Judge, PairInput, Rewriter, Verdict
+from motionedit.judge.base import (
+    BatchJudge,
+    BatchRewriter,
+    Judge,
+    Outcome,
+    PairInput,
+    Rewriter,
+    Verdict,
+)
 
 
-def make_judge(config: dict[str, Any]) -> Judge:
+def make_judge(
+    config: dict[str, Any],
+    transport: dict[str, Any] | None = None,
+    log: logging.Logger | None = None,
+) -> Judge | BatchJudge:
+    """The configured judge; ``transport`` is the ``mllm`` section for MLLM backends."""
     backend = config["judge"]["backend"]
     if backend == "offline":
         from motionedit.judge.offline import OfflineJudge
 
         return OfflineJudge(config["judge"], config["prefilter"], config["flow"])
-    raise ValueError(f"judge.backend: unknown backend {backend!r}; use one of ['offline']")
+    if backend == "gemini":
+        from motionedit.judge.gemini_judge import GeminiJudge
+
+        return GeminiJudge(config["judge"], _need(transport), log or logging.getLogger(__name__))
+    raise ValueError(f"judge.backend: unknown backend {backend!r}; use offline or gemini")
 
 
-def make_rewriter(config: dict[str, Any]) -> Rewriter:
+def make_rewriter(
+    config: dict[str, Any],
+    transport: dict[str, Any] | None = None,
+    log: logging.Logger | None = None,
+) -> Rewriter | BatchRewriter:
     backend = config["rewrite"]["backend"]
     if backend == "offline":
         from motionedit.judge.offline_rewriter import OfflineRewriter
 
         return OfflineRewriter()
-    raise ValueError(f"rewrite.backend: unknown backend {backend!r}; use one of ['offline']")
+    if backend == "gemini":
+        from motionedit.judge.gemini_rewriter import GeminiRewriter
+
+        rewrite_cfg = config["rewrite"]
+        return GeminiRewriter(rewrite_cfg, _need(transport), log or logging.getLogger(__name__))
+    raise ValueError(f"rewrite.backend: unknown backend {backend!r}; use offline or gemini")
 
 
-__all__ = ["Judge", "PairInput", "Rewriter", "Verdict", "make_judge", "make_rewriter"]
+def _need(transport: dict[str, Any] | None) -> dict[str, Any]:
+    if transport is None:
+        raise ValueError("an MLLM backend needs the validated 'mllm' section of the config")
+    return transport
+
+
+def pricing(config: dict[str, Any], stage: str) -> dict[str, Any] | None:
+    """What a stage's MLLM calls cost: the price entry of its model and the batch discount."""
+    from motionedit.mllm import price_of
+
+    if config[stage]["backend"] == "offline":
+        return None
+    mllm = config["mllm"]
+    return {
+        "price": price_of(mllm["prices"], config[stage]["gemini"]["model"]),
+        "batch_discount": mllm["batch_discount"],
+    }
+
+
+__all__ = [
+    "BatchJudge",
+    "BatchRewriter",
+    "Judge",
+    "Outcome",
+    "PairInput",
+    "Rewriter",
+    "Verdict",
+    "make_judge",
+    "make_rewriter",
+    "pricing",
+]

@@ -42,6 +42,19 @@ class Verdict:
         return row
 
 
+@dataclass
+class Outcome:
+    """One pair's answer (a Verdict, or an instruction) or the error that stands in its place.
+
+    ``calls`` holds the raw-log records of the MLLM calls behind it (see
+    ``motionedit.mllm.call_record``); backends that call no MLLM leave it empty.
+    """
+
+    value: Any = None
+    error: str | None = None
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+
 class Judge(Protocol):
     backend: str
     model: str
@@ -50,9 +63,27 @@ class Judge(Protocol):
     def judge(self, pair: PairInput) -> Verdict: ...
 
 
+class BatchJudge(Protocol):
+    """A judge that answers a whole shard at once (concurrent or batched MLLM calls)."""
+
+    backend: str
+    model: str
+    prompt_version: str
+
+    def judge_all(self, pairs: list[PairInput]) -> list[Outcome]: ...
+
+
 class Rewriter(Protocol):
     backend: str
     model: str
     prompt_version: str
 
     def rewrite(self, verdict: dict[str, Any]) -> str: ...
+
+
+class BatchRewriter(Protocol):
+    backend: str
+    model: str
+    prompt_version: str
+
+    def rewrite_all(self, verdicts: list[dict[str, Any]]) -> list[Outcome]: ...

@@ -1,9 +1,17 @@
-"""The judge and rewrite stages over one shard's tables."""
+"""The judge and rewrite stages over one shard's tables.
+
+Each pair gets exactly one row: the backend's answer, or an error row whose ``error`` says
+what failed (``keep`` is left empty on a judge error row, so a failure is never counted as
+a discard). Rows that come from MLLM calls also carry their tokens and estimated cost, and
+the raw log (JSONL, one line per pair) keeps every call behind the row: cache key, model
+version, latency, usage, finish reason, the answer, and images by hash only.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +19,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from motionedit.judge.base import Judge, PairInput, Rewriter
+from motionedit.judge.base import Outcome, PairInput
+from motionedit.mllm import Usage, cost_usd
 from motionedit.runlog import progress
 
+COST_COLUMNS = ["input_tokens", "output_tokens", "cost_usd"]
 JUDGE_COLUMNS = [
     "pair_id",
     "video_id",
@@ -32,6 +42,7 @@ JUDGE_COLUMNS = [
     "backend",
     "model",
     "prompt_version",
+    *COST_COLUMNS,
     "error",
 ]
 REWRITE_COLUMNS = [
@@ -43,6 +54,7 @@ REWRITE_COLUMNS = [
     "backend",
     "model",
     "prompt_version",
+    *COST_COLUMNS,
     "error",
 ]
 
@@ -59,7 +71,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _empty_row(columns: list[str], pair: Any, who: Judge | Rewriter) -> dict[str, Any]:
+def _empty_row(columns: list[str], pair: Any, who: Any) -> dict[str, Any]:
     """A row with the pair's identity and who answered, so every row says where it came from."""
     return {c: None for c in columns} | {
         "pair_id": pair.pair_id,
@@ -71,51 +83,124 @@ def _empty_row(columns: list[str], pair: Any, who: Judge | Rewriter) -> dict[str
     }
 
 
+def _one_by_one(items: list[Any], answer: Callable[[Any], Any], desc: str) -> list[Outcome]:
+    """Outcomes of a backend that answers one item at a time without calling an MLLM."""
+    outcomes = []
+    for item in progress(items, desc=desc, total=len(items)):
+        try:
+            outcomes.append(Outcome(value=answer(item)))
+        except (OSError, ValueError, cv2.error) as exc:
+            outcomes.append(Outcome(error=str(exc)))
+    return outcomes
+
+
+def spending(outcome: Outcome, pricing: dict[str, Any] | None) -> dict[str, Any]:
+    """Tokens and estimated dollars of the calls behind one row (cached calls included:
+    the row reports what its answer cost, so a rerun gives the same table)."""
+    usage, dollars = Usage(), 0.0
+    for call in outcome.calls:
+        one = Usage(call["input_tokens"], call["output_tokens"])
+        usage += one
+        if pricing is not None:
+            cost = cost_usd(one, pricing.get("price"), call["batch"], pricing["batch_discount"])
+            dollars = None if cost is None or dollars is None else dollars + cost
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cost_usd": None if dollars is None else round(dollars, 8),
+    }
+
+
+def _raw_line(pair_id: str, fields: dict[str, Any], outcome: Outcome) -> str:
+    return json.dumps({"pair_id": pair_id, **fields, "calls": outcome.calls}, sort_keys=True)
+
+
 def judge_shard(
     prefilter: pd.DataFrame,
     frames: pd.DataFrame,
-    judge: Judge,
+    judge: Any,
     raw_path: str | Path,
     log: logging.Logger,
+    pricing: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Judge the pairs the prefilter kept; write one raw JSON line per judged pair."""
+    """Judge the pairs the prefilter kept; write one raw JSON line per judged pair.
+
+    ``pricing`` is ``{"price": {"input": ..., "output": ...} or None, "batch_discount": ...}``
+    for backends that call an MLLM.
+    """
     kept = prefilter[prefilter["keep"]].merge(
         frames[["pair_id", "frame0", "frame1"]], on="pair_id", how="left"
     )
     log.info("judging %d pairs with the %s judge", len(kept), judge.backend)
+    pairs = [PairInput(p.pair_id, p.frame0, p.frame1) for p in kept.itertuples()]
+    if hasattr(judge, "judge_all"):
+        outcomes = judge.judge_all(pairs)
+    else:
+        outcomes = _one_by_one(pairs, judge.judge, "judge")
     rows = []
     with open(raw_path, "w", encoding="utf-8") as raw:
-        for _, p in progress(kept.iterrows(), desc="judge", total=len(kept)):
-            base = _empty_row(JUDGE_COLUMNS, p, judge)
-            try:
-                verdict = judge.judge(PairInput(p.pair_id, p.frame0, p.frame1))
-            except (OSError, ValueError, cv2.error) as exc:
-                row = base | {"keep": False, "reason": "error", "error": str(exc)}
-                raw.write(json.dumps({"pair_id": p.pair_id, "error": str(exc)}) + "\n")
+        for p, outcome in zip(kept.itertuples(), outcomes, strict=True):
+            base = _empty_row(JUDGE_COLUMNS, p, judge) | spending(outcome, pricing)
+            if outcome.error is not None:
+                kind = outcome.error.split(":", 1)[0]
+                reason = f"error:{kind}" if outcome.calls else "error"
+                row = base | {"reason": reason, "error": outcome.error}
+                raw.write(_raw_line(p.pair_id, {"error": outcome.error}, outcome) + "\n")
             else:
-                v = _jsonable(verdict.as_row())
+                v = _jsonable(outcome.value.as_row())
                 row = base | v | {"details": json.dumps(v["details"], sort_keys=True)}
-                raw.write(json.dumps({"pair_id": p.pair_id, **v}, sort_keys=True) + "\n")
+                raw.write(_raw_line(p.pair_id, v, outcome) + "\n")
             rows.append(row)
     df = pd.DataFrame(rows, columns=JUDGE_COLUMNS)
     for col in ("setting_ok", "motion_ok", "subject_ok", "quality_ok", "keep"):
         df[col] = df[col].astype("boolean")
     log.info("kept %d; reasons: %s", int(df["keep"].sum()), df["reason"].value_counts().to_dict())
+    _log_spending(df, log)
     return df
 
 
-def rewrite_shard(judged: pd.DataFrame, rewriter: Rewriter, log: logging.Logger) -> pd.DataFrame:
+def rewrite_shard(
+    judged: pd.DataFrame,
+    rewriter: Any,
+    raw_path: str | Path,
+    log: logging.Logger,
+    pricing: dict[str, Any] | None = None,
+) -> pd.DataFrame:
     """One instruction per kept pair; a failure is an error row, never a silent drop."""
     kept = judged[judged["keep"].fillna(False).astype(bool)]
+    verdicts = [
+        {
+            "pair_id": j.pair_id,
+            "before": j.before,
+            "after": j.after,
+            "summary": j.summary,
+            "category": j.category,
+            "details": j.details,
+        }  # fmt: skip
+        for j in kept.itertuples()
+    ]
+    if hasattr(rewriter, "rewrite_all"):
+        outcomes = rewriter.rewrite_all(verdicts)
+    else:
+        outcomes = _one_by_one(verdicts, rewriter.rewrite, "rewrite")
     rows = []
-    for _, j in progress(kept.iterrows(), desc="rewrite", total=len(kept)):
-        row = _empty_row(REWRITE_COLUMNS, j, rewriter) | {"category": j.category}
-        try:
-            row["instruction"] = rewriter.rewrite(
-                {"summary": j.summary, "category": j.category, "details": j.details}
-            )
-        except (OSError, ValueError, cv2.error) as exc:
-            row["error"] = str(exc)
-        rows.append(row)
-    log.info("%d instructions written", len(rows))
-    return pd.DataFrame(rows, columns=REWRITE_COLUMNS)
+    with open(raw_path, "w", encoding="utf-8") as raw:
+        for j, outcome in zip(kept.itertuples(), outcomes, strict=True):
+            row = _empty_row(REWRITE_COLUMNS, j, rewriter) | spending(outcome, pricing)
+            row |= {"category": j.category, "instruction": outcome.value, "error": outcome.error}
+            fields = {"instruction": outcome.value, "error": outcome.error}
+            raw.write(_raw_line(j.pair_id, fields, outcome) + "\n")
+            rows.append(row)
+    df = pd.DataFrame(rows, columns=REWRITE_COLUMNS)
+    log.info("%d instructions written, %d errors", int(df["instruction"].notna().sum()),
+             int(df["error"].notna().sum()))  # fmt: skip
+    _log_spending(df, log)
+    return df
+
+
+def _log_spending(df: pd.DataFrame, log: logging.Logger) -> None:
+    if len(df) and df["input_tokens"].sum():
+        cost = df["cost_usd"]
+        priced = "unknown (no price for the model)" if cost.isna().any() else f"${cost.sum():.4f}"
+        log.info("tokens: %d in, %d out; estimated cost %s",
+                 int(df["input_tokens"].sum()), int(df["output_tokens"].sum()), priced)  # fmt: skip

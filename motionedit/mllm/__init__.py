@@ -1,7 +1,7 @@
 """The one MLLM call layer: every stage that asks a multimodal LLM goes through it."""
 
 from motionedit.mllm.gemini import GeminiCaller, MLLMError
-from motionedit.mllm.request import CallSettings, Image, Reply, Request
+from motionedit.mllm.request import CallSettings, Image, Reply, Request, call_record
 from motionedit.mllm.usage import Usage, cost_usd, price_of
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Reply",
     "Request",
     "Usage",
+    "call_record",
     "cost_usd",
     "price_of",
 ]

@@ -96,42 +96,37 @@ class GeminiCaller:
         self.log = log
         self.cache = AnswerCache(transport["cache_dir"])
         self.calls_made = 0  # HTTP generateContent attempts (and batch submissions) this run
-        self._client_obj = None
         self._secret: str | None = None
 
     # ----------------------------------------------------------------- the client
-    def _client(self):
-        if self._client_obj is None:
-            from google import genai
-            from google.genai import types
+    def _client(self) -> Any:
+        """A new SDK client: its async transport belongs to the event loop of one run."""
+        from google import genai
+        from google.genai import types
 
-            http = {"timeout": int(self.cfg["timeout_s"] * 1000)}
-            if self.cfg.get("base_url"):
-                http["base_url"] = self.cfg["base_url"]
-            if self.cfg.get("api_version"):
-                http["api_version"] = self.cfg["api_version"]
-            options = types.HttpOptions(**http)
-            vertex = self.cfg.get("vertexai") or os.environ.get(
-                "GOOGLE_GENAI_USE_VERTEXAI", ""
-            ).lower() in ("1", "true")
-            if vertex:
-                self._client_obj = genai.Client(
-                    vertexai=True,
-                    project=self.cfg.get("project"),
-                    location=self.cfg.get("location"),
-                    http_options=options,
-                )
-            else:
-                key = next((os.environ[v] for v in API_KEY_VARIABLES if os.environ.get(v)), None)
-                if not key:
-                    raise MLLMError(
-                        "no Gemini API key: export GEMINI_API_KEY (or GOOGLE_API_KEY) before "
-                        "running, set mllm.vertexai: true for Vertex AI, or use the offline "
-                        "backend; keys are read from the environment only, never the config"
-                    )
-                self._secret = key
-                self._client_obj = genai.Client(api_key=key, http_options=options)
-        return self._client_obj
+        http: dict[str, Any] = {"timeout": int(self.cfg["timeout_s"] * 1000)}
+        if self.cfg.get("base_url"):
+            http["base_url"] = self.cfg["base_url"]
+        if self.cfg.get("api_version"):
+            http["api_version"] = self.cfg["api_version"]
+        options = types.HttpOptions(**http)
+        vertex_env = os.environ.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() in ("1", "true")
+        if self.cfg.get("vertexai") or vertex_env:
+            return genai.Client(
+                vertexai=True,
+                project=self.cfg.get("project"),
+                location=self.cfg.get("location"),
+                http_options=options,
+            )
+        key = next((os.environ[v] for v in API_KEY_VARIABLES if os.environ.get(v)), None)
+        if not key:
+            raise MLLMError(
+                "no Gemini API key: export GEMINI_API_KEY (or GOOGLE_API_KEY) before running, "
+                "set mllm.vertexai: true for Vertex AI, or use the offline backend; keys are "
+                "read from the environment only, never from the config"
+            )
+        self._secret = key
+        return genai.Client(api_key=key, http_options=options)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
@@ -220,13 +215,14 @@ class GeminiCaller:
         limiter = RateLimiter(
             self.cfg.get("requests_per_minute"), self.cfg.get("tokens_per_minute")
         )
+        client = self._client()
         slots = asyncio.Semaphore(self.cfg["concurrency"])
         replies: list[Reply | None] = [None] * len(requests)
         bar = progress_bar(len(requests), desc)
 
         async def one(i: int) -> None:
             async with slots:
-                reply = await self._ask(requests[i], limiter)
+                reply = await self._ask(client, requests[i], limiter)
             if reply.answered:
                 self._store(requests[i], reply)
             replies[i] = reply
@@ -240,10 +236,10 @@ class GeminiCaller:
             raise errors.exceptions[0] from None
         finally:
             bar.close()
+            await client.aio.aclose()
         return [r for r in replies if r is not None]
 
-    async def _ask(self, request: Request, limiter: RateLimiter) -> Reply:
-        client = self._client()
+    async def _ask(self, client: Any, request: Request, limiter: RateLimiter) -> Reply:
         contents, config = self._contents(request), self._config(request)
         estimate = request.estimated_tokens()
         timeout = self.cfg["timeout_s"]

@@ -153,3 +153,25 @@ def interpret(request: Request, entry: dict[str, Any], *, cached: bool) -> Reply
             where = ".".join(str(p) for p in first["loc"]) or "answer"
             reply.error = f"schema: {where}: {first['msg']}"
     return reply
+
+
+def call_record(request: Request, reply: Reply) -> dict[str, Any]:
+    """One line of a stage's raw log: what was asked and answered; images by hash only."""
+    return {
+        "key": request.key,
+        "tag": request.tag,
+        "model": request.settings.model,
+        "model_version": reply.model_version,
+        "prompt_version": request.prompt_version,
+        "images": [image.sha256 for image in request.images],
+        "prompt": request.prompt,
+        "answer": reply.text,
+        "finish_reason": reply.finish_reason,
+        "input_tokens": reply.usage.input_tokens,
+        "output_tokens": reply.usage.output_tokens,
+        "latency_s": reply.latency_s,
+        "attempts": reply.attempts,
+        "cached": reply.cached,
+        "batch": reply.batch,
+        "error": reply.error,
+    }

@@ -1,0 +1,92 @@
+"""The Gemini judge: the paper's quality inspection of a candidate pair, asked of Gemini.
+
+Gemini sees the first and the last frame of the window and answers the three questions of
+the paper (setting consistency; a significant motion or interaction change, summarised as
+"before -> after" with one of the six categories; subject integrity and image quality) as
+JSON checked against ``JudgeAnswer``. A pair is kept only when every answer is yes. A call
+that fails in any way (refusal, cut-off answer, bad JSON, timeout, server error) gives an
+error row with ``keep`` left empty, so it can never be counted as a discard.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from motionedit.judge.base import Outcome, PairInput, Verdict
+from motionedit.judge.prompts import JUDGE_PROMPTS, JudgeAnswer
+from motionedit.mllm import CallSettings, GeminiCaller, Image, Request, call_record
+
+
+def verdict_from_answer(answer: dict[str, Any]) -> Verdict:
+    """Map the schema's answer onto the judge's four checks and the first failed reason."""
+    category = None if answer["category"] == "none" else answer["category"]
+    checks = {
+        "setting": (answer["setting_consistent"], "setting:inconsistent"),
+        "motion": (answer["significant_motion"] and category is not None, "motion:insignificant"),
+        "subject": (answer["subject_intact"], "subject:not_intact"),
+        "quality": (answer["quality_ok"], "quality:poor"),
+    }
+    reason = next((why for ok, why in checks.values() if not ok), "ok")
+    before, after = answer["before"].strip(), answer["after"].strip()
+    return Verdict(
+        setting_ok=bool(checks["setting"][0]),
+        motion_ok=bool(checks["motion"][0]),
+        subject_ok=bool(checks["subject"][0]),
+        quality_ok=bool(checks["quality"][0]),
+        before=before,
+        after=after,
+        summary=f"{before} -> {after}",
+        category=category,
+        reason=reason,
+        details={"setting_note": answer["setting_note"], "subject_note": answer["subject_note"]},
+    )
+
+
+class GeminiJudge:
+    backend = "gemini"
+
+    def __init__(self, judge_cfg: dict[str, Any], transport: dict[str, Any], log: logging.Logger):
+        self.settings = CallSettings.from_config(judge_cfg["gemini"])
+        self.model = self.settings.model
+        self.prompt_version = judge_cfg["prompt_version"]
+        self.prompt = JUDGE_PROMPTS[self.prompt_version]
+        self.caller = GeminiCaller(transport, log)
+
+    def request(self, pair: PairInput) -> Request:
+        return Request(
+            parts=(
+                "First frame:",
+                Image.read(pair.frame0),
+                "Last frame:",
+                Image.read(pair.frame1),
+                self.prompt,
+            ),
+            settings=self.settings,
+            prompt_version=self.prompt_version,
+            schema=JudgeAnswer,
+            tag=pair.pair_id,
+        )
+
+    def judge_all(self, pairs: list[PairInput]) -> list[Outcome]:
+        requests: list[Request | None] = []
+        outcomes: list[Outcome] = []
+        for pair in pairs:
+            try:
+                requests.append(self.request(pair))
+                outcomes.append(Outcome())
+            except OSError as exc:  # a frame that cannot be read is this pair's error only
+                requests.append(None)
+                outcomes.append(Outcome(error=f"frames: {exc}"))
+        asked = [r for r in requests if r is not None]
+        replies = iter(self.caller.run(asked, "judge"))
+        for request, outcome in zip(requests, outcomes, strict=True):
+            if request is None:
+                continue
+            reply = next(replies)
+            outcome.calls = [call_record(request, reply)]
+            if reply.error:
+                outcome.error = reply.error
+            else:
+                outcome.value = verdict_from_answer(reply.parsed)
+        return outcomes
