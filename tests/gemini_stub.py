@@ -257,12 +257,13 @@ def motion_answers(body: dict[str, Any]) -> str:
             for part in c["parts"]
             if "inlineData" in part
         )
-        category = CATEGORY_CYCLE[sum(image.encode()) % len(CATEGORY_CYCLE)]
+        digest = sum(image.encode())
+        category = CATEGORY_CYCLE[digest % len(CATEGORY_CYCLE)]
         answer = {
             "setting_consistent": True,
             "setting_note": "unchanged",
             "significant_motion": True,
-            "before": "standing still",
+            "before": f"at rest (pose {digest % 10007})",
             "after": f"in a new {category} state",
             "category": category,
             "subject_intact": True,

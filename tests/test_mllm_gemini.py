@@ -59,7 +59,8 @@ def requests(n: int, schema=Answer, version: str = "t-v1") -> list[Request]:
     ]
 
 
-GOOD = json.dumps({"ok": True, "note": "fine"})
+GOOD_PARSED = {"ok": True, "note": "fine"}
+GOOD = json.dumps(GOOD_PARSED)
 
 
 @pytest.fixture
@@ -88,9 +89,13 @@ def test_success_is_parsed_cached_and_never_asked_twice(tmp_path, key):
         assert stub.count == 5 and again.calls_made == 0
         assert [r.parsed for r in replies2] == [r.parsed for r in replies]
         assert all(r.cached for r in replies2)
+        # Equal questions in one run are asked once.
+        twice = requests(7)[5:] * 2
+        assert [r.parsed for r in GeminiCaller(cfg, LOG).run(twice, "t")] == [GOOD_PARSED] * 4
+        assert stub.count == 7
         # A new prompt version is a new question.
         GeminiCaller(cfg, LOG).run(requests(1, version="t-v2"), "t")
-        assert stub.count == 6
+        assert stub.count == 8
     cached = "".join(p.read_text() for p in (tmp_path / "cache").rglob("*.json"))
     assert SENTINEL not in cached and "question 0" not in cached  # answers, not prompts
 

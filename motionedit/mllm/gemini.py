@@ -182,9 +182,14 @@ class GeminiCaller:
         for r in requests:
             entry = self.cache.get(r.key)
             replies.append(None if entry is None else interpret(r, entry, cached=True))
-        todo = [i for i, rep in enumerate(replies) if rep is None]
+        # Equal questions in one run (two pairs whose summaries read the same) are asked once.
+        first: dict[str, int] = {}
+        for i, rep in enumerate(replies):
+            if rep is None:
+                first.setdefault(requests[i].key, i)
+        todo = sorted(first.values())
         self.log.info(
-            "%s: %d requests, %d answered from the cache, %d to ask (%s mode)",
+            "%s: %d requests, %d answered from the cache, %d distinct to ask (%s mode)",
             desc,
             len(requests),
             len(requests) - len(todo),
@@ -197,8 +202,10 @@ class GeminiCaller:
                 fresh = self._run_batch(asked, desc)
             else:
                 fresh = asyncio.run(self._run_online(asked, desc))
-            for i, reply in zip(todo, fresh, strict=True):
-                replies[i] = reply
+            by_key = {requests[i].key: reply for i, reply in zip(todo, fresh, strict=True)}
+            for i, rep in enumerate(replies):
+                if rep is None:
+                    replies[i] = by_key[requests[i].key]
         done = [r for r in replies if r is not None]
         failed = sum(1 for r in done if r.error)
         if failed:
