@@ -177,11 +177,11 @@ def test_rewriter_asks_again_with_the_reason_and_flags_what_stays_wrong(tmp_path
             "source": "s",
             "keep": pd.array([True, True, True], dtype="boolean"),
             "before": "arm down",
-            "after": "arm raised",
-            "summary": "arm down -> arm raised",
+            "after": ["arm raised", "arm up", "arm lifted"],
+            "summary": None,
             "category": "pose",
             "details": "{}",
-        }  # fmt: skip
+        }
     )
     bad = json.dumps({"instruction": "The woman raises her arm."})
     good = json.dumps({"instruction": "Make the woman raise her arm."})
@@ -213,3 +213,12 @@ def test_rewriter_asks_again_with_the_reason_and_flags_what_stays_wrong(tmp_path
         assert stub.count == 3  # max_attempts
     assert table["error"][0].startswith("instruction_shape: not imperative (starts with 'The')")
     assert table["instruction"].isna().all()
+
+
+def test_every_prompt_version_the_config_accepts_has_a_prompt():
+    from motionedit.config import SCHEMA_PATH
+    from motionedit.judge.prompts import JUDGE_PROMPTS, REWRITE_PROMPTS
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]
+    assert schema["judge"]["properties"]["prompt_version"]["enum"] == list(JUDGE_PROMPTS)
+    assert schema["rewrite"]["properties"]["prompt_version"]["enum"] == list(REWRITE_PROMPTS)
