@@ -276,3 +276,84 @@ def test_costs_follow_the_price_table_and_the_batch_discount():
     assert cost_usd(usage, price_of(prices, "gemini-2.5-flash-001"), False, 0.5) == 0.55
     assert cost_usd(usage, price_of(prices, "gemini-2.5-flash"), True, 0.5) == 0.275
     assert cost_usd(usage, price_of(prices, "gemini-3-ultra"), False, 0.5) is None
+
+
+def test_large_frames_are_downscaled_with_a_key_from_the_original_file(tmp_path):
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    cv2.imwrite(str(big), rng.integers(0, 255, (900, 1600, 3), dtype=np.uint8))
+    cv2.imwrite(str(small), rng.integers(0, 255, (90, 160, 3), dtype=np.uint8))
+    image = Image.read(big, max_side=1024)
+    decoded = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR)
+    assert image.mime == "image/jpeg" and decoded.shape == (576, 1024, 3)
+    assert image.sha256.endswith("@1024") and len(image.data) < big.stat().st_size
+    assert Image.read(big, max_side=1024).sha256 == image.sha256
+    assert Image.read(big, max_side=512).sha256 != image.sha256
+    as_is = Image.read(small, max_side=1024)  # small enough: the file's own bytes
+    assert as_is.data == small.read_bytes() and as_is.mime == "image/png"
+    with pytest.raises(OSError, match="not a readable image"):
+        (tmp_path / "bad.png").write_bytes(b"nope")
+        Image.read(tmp_path / "bad.png", max_side=1024)
+
+
+def test_the_token_quota_holds_calls_back_and_counts_what_the_server_reports():
+    clock = [0.0]
+    limiter = RateLimiter(None, 600, burst_seconds=1.0, clock=lambda: clock[0])  # 10 tokens/s
+
+    async def take(tokens):
+        async def fake_sleep(s):
+            clock[0] += s
+
+        saved, asyncio.sleep = asyncio.sleep, fake_sleep
+        try:
+            start = clock[0]
+            await limiter.acquire(tokens)
+            return clock[0] - start
+        finally:
+            asyncio.sleep = saved
+
+    assert asyncio.run(take(10)) == 0  # the one-second burst
+    assert asyncio.run(take(5)) == pytest.approx(0.5)
+    limiter.settle(estimated=5, actual=25)  # the server counted 20 more: they are owed
+    assert asyncio.run(take(5)) == pytest.approx(2.5)
+    assert asyncio.run(take(50)) == pytest.approx(
+        1.0
+    )  # larger than the bucket: waits for a full one
+
+
+CRASHING_RUN = """
+import logging, sys, yaml
+sys.path[:0] = {paths!r}
+from test_mllm_gemini import requests
+from motionedit.mllm import GeminiCaller
+cfg = yaml.safe_load(open({cfg!r}))
+GeminiCaller(cfg, logging.getLogger("x")).run(requests(40), "t")
+"""
+
+
+def test_a_run_killed_mid_way_asks_only_the_unanswered_on_restart(tmp_path, key):
+    import signal
+    import subprocess
+    import sys
+
+    with GeminiStub(answer=lambda body: GOOD, latency_s=0.05) as stub:
+        cfg = transport(tmp_path, stub.url, concurrency=2)
+        (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+        script = CRASHING_RUN.format(
+            paths=[str(ROOT), str(ROOT / "tests")], cfg=str(tmp_path / "cfg.yaml")
+        )
+        proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while stub.count < 12 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        first = stub.count
+        stored = len(list((tmp_path / "cache").glob("*/*.json")))
+        assert 0 < stored < 40 and first >= stored
+        replies = GeminiCaller(cfg, LOG).run(requests(40), "t")
+        assert all(r.error is None for r in replies)
+        assert stub.count - first == 40 - stored  # nothing answered before the kill is asked again

@@ -57,9 +57,9 @@ class GeminiJudge:
         return Request(
             parts=(
                 "First frame:",
-                Image.read(pair.frame0),
+                Image.read(pair.frame0, self.settings.max_image_side),
                 "Last frame:",
-                Image.read(pair.frame1),
+                Image.read(pair.frame1, self.settings.max_image_side),
                 self.prompt,
             ),
             settings=self.settings,
