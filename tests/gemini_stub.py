@@ -53,6 +53,7 @@ class GeminiStub:
         self.api_keys: set[str] = set()
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_submissions = 0
+        self.poll_failures = 0  # the next this many batch polls answer 503
         self._bucket = 0.0
         self._stamp = time.monotonic()
         self._server: ThreadingHTTPServer | None = None
@@ -216,6 +217,9 @@ class GeminiStub:
         name = handler.path.split("?")[0].split("/", 2)[-1]
         if name not in self.batches:
             return self._send(handler, 404, self.error(404, f"no batch {name}"))
+        if self.poll_failures:
+            self.poll_failures -= 1
+            return self._send(handler, 503, self.error(503, "try again later"))
         job = self.batches[name]
         job["polls"] += 1
         if job["polls"] <= self.batch_pending_polls:

@@ -188,6 +188,7 @@ def test_batch_mode_submits_once_polls_and_collects(tmp_path, key):
         assert replies[1].error.startswith("finish: generation stopped with SAFETY")
         assert all(r.batch for r in replies) and replies[0].parsed == {"ok": True, "note": "fine"}
         assert not list((tmp_path / "cache" / "batches").glob("*.json"))  # collected, forgotten
+        assert stub.batches["batches/job1"]["display_name"].startswith("motionedit-t-")
         GeminiCaller(cfg, LOG).run(requests(3), "t")
         assert stub.batch_submissions == 1  # all cached
 
@@ -202,6 +203,7 @@ def test_a_killed_batch_wait_resumes_polling_the_same_job(tmp_path, key):
         [job_file] = (tmp_path / "cache" / "batches").glob("*.json")
         assert json.loads(job_file.read_text())["name"] == "batches/job1"
         stub.batch_pending_polls = 0
+        stub.poll_failures = 2  # a flaky poll is tried again, not a reason to stop
         replies = GeminiCaller(cfg, LOG).run(requests(2), "t")
         assert stub.batch_submissions == 1 and all(r.error is None for r in replies)
 

@@ -30,6 +30,7 @@ import os
 import random
 import re
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -207,14 +208,9 @@ class GeminiCaller:
                 if rep is None:
                     replies[i] = by_key[requests[i].key]
         done = [r for r in replies if r is not None]
-        failed = sum(1 for r in done if r.error)
-        if failed:
-            kinds: dict[str, int] = {}
-            for r in done:
-                if r.error:
-                    kind = r.error.split(":", 1)[0]
-                    kinds[kind] = kinds.get(kind, 0) + 1
-            self.log.warning("%s: %d replies are errors: %s", desc, failed, kinds)
+        kinds = Counter(r.error.split(":", 1)[0] for r in done if r.error)
+        if kinds:
+            self.log.warning("%s: %d replies are errors: %s", desc, kinds.total(), dict(kinds))
         return done
 
     # ----------------------------------------------------------------- online
@@ -247,6 +243,8 @@ class GeminiCaller:
         return [r for r in replies if r is not None]
 
     async def _ask(self, client: Any, request: Request, limiter: RateLimiter) -> Reply:
+        from google.genai.errors import APIError
+
         contents, config = self._contents(request), self._config(request)
         estimate = request.estimated_tokens()
         timeout = self.cfg["timeout_s"]
@@ -264,21 +262,16 @@ class GeminiCaller:
                     ),
                     timeout,
                 )
-            except TimeoutError:
-                error = f"timeout: no answer within {timeout:g} s"
-            except _httpx.TimeoutException:
+            except (TimeoutError, _httpx.TimeoutException):
                 error = f"timeout: no answer within {timeout:g} s"
             except _httpx.TransportError as exc:
                 error = f"connection: {self._scrub(str(exc)) or type(exc).__name__}"
-            except Exception as exc:  # the SDK's APIError family, by duck type
-                code = getattr(exc, "code", None)
-                if code is None:
-                    raise
+            except APIError as exc:
+                code = exc.code
                 fatal = self._fatal(exc, request)
                 if fatal is not None:
                     raise fatal from None
-                status, message = getattr(exc, "status", ""), getattr(exc, "message", "")
-                error = self._scrub(f"http {code}: {status}: {message}")
+                error = self._scrub(f"http {code}: {exc.status}: {exc.message}")
                 if code not in RETRY_STATUS:
                     return Reply(key=request.key, error=error, attempts=attempt)
                 delay = retry_delay(exc)
@@ -341,6 +334,7 @@ class GeminiCaller:
 
     def _batch_chunk(self, chunk: list[Request], desc: str) -> dict[str, Reply]:
         from google.genai import types
+        from google.genai.errors import APIError
 
         client = self._client()
         job_file = self._job_file(chunk)
@@ -365,10 +359,11 @@ class GeminiCaller:
                         display_name=f"motionedit-{desc}-{job_file.stem[:12]}"
                     ),
                 )
-            except Exception as exc:
-                fatal = self._fatal(exc, chunk[0]) if hasattr(exc, "code") else None
+            except (APIError, _httpx.TransportError) as exc:
+                fatal = self._fatal(exc, chunk[0]) if isinstance(exc, APIError) else None
+                why = self._scrub(str(exc))
                 raise (
-                    fatal or MLLMError(f"submitting the batch failed: {self._scrub(str(exc))}")
+                    fatal or MLLMError(f"submitting the batch failed ({why}); run it again")
                 ) from None
             name = job.name
             submitted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -410,13 +405,28 @@ class GeminiCaller:
         job_file.unlink(missing_ok=True)
         return replies
 
+    def _fatal_poll(self, exc: Exception, name: str, job_file: Path) -> MLLMError:
+        return MLLMError(
+            f"the batch job {name} cannot be read ({self._scrub(str(exc))}); if it is gone, "
+            f"delete {job_file} and run the stage again to submit a new one"
+        )
+
     def _wait(self, client: Any, name: str, job_file: Path) -> Any:
         poll = self.cfg["batch"]["poll_s"]
         deadline = time.monotonic() + self.cfg["batch"]["max_wait_h"] * 3600
         bar = progress_bar(0, f"batch {name}")
+        from google.genai.errors import APIError
+
         try:
             while True:
-                job = client.batches.get(name=name)
+                try:
+                    job = client.batches.get(name=name)
+                except (APIError, _httpx.TransportError) as exc:
+                    if isinstance(exc, APIError) and exc.code not in RETRY_STATUS:
+                        raise self._fatal_poll(exc, name, job_file) from None
+                    self.log.info("polling %s failed (%s); trying again", name, exc)
+                    time.sleep(poll)
+                    continue
                 state = _enum(job.state)
                 bar.set_postfix_str(str(state))
                 if state in BATCH_DONE:
