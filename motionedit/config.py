@@ -85,6 +85,12 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
         if src["kind"] == "synthetic" and src["min_seconds"] > src["max_seconds"]:
             raise ConfigError(f"sources[{i}].min_seconds: larger than max_seconds")
     _check_models(config)
+    if config["mllm"]["mode"] == "batch" and config["mllm"]["vertexai"]:
+        raise ConfigError(
+            "mllm.mode: batch runs through the Gemini API's inline batch jobs; Vertex AI batch "
+            "jobs read from Cloud Storage, which this workflow does not write. Use mode: online "
+            "with vertexai: true, or batch mode with an API key (vertexai: false)"
+        )
     if config["flow"]["backend"] == "unimatch":
         problem = unimatch_checkpoint_problem(config["flow"]["unimatch"]["checkpoint"])
         if problem:

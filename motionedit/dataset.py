@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from motionedit import CATEGORIES
+from motionedit.judge.stage import spending_summary
 from motionedit.tables import read_tables
 
 SPLITS = ("train", "bench")
@@ -212,19 +213,6 @@ def motion_magnitude(dataset: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def spending(table: pd.DataFrame) -> dict[str, Any]:
-    """Tokens and estimated dollars a stage's MLLM calls cost (cached answers included)."""
-    if not len(table) or "input_tokens" not in table:
-        return {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
-    cost = table["cost_usd"]
-    return {
-        "input_tokens": int(table["input_tokens"].sum()),
-        "output_tokens": int(table["output_tokens"].sum()),
-        # None when a model has no entry in mllm.prices: unknown, not free.
-        "cost_usd": None if cost.isna().any() else round(float(cost.sum()), 6),
-    }
-
-
 def funnel(
     manifests: list[str],
     frames: list[str],
@@ -272,7 +260,7 @@ def funnel(
             "instructions": int(ins["instruction"].notna().sum()) if len(ins) else 0,
             "errors": counts(ins.loc[ins["error"].notna(), "error"]) if len(ins) else {},
         },
-        "mllm_spending": {"judge": spending(jd), "rewrite": spending(ins)},
+        "mllm_spending": {"judge": spending_summary(jd), "rewrite": spending_summary(ins)},
         "dataset": {
             s: {
                 "pairs": int((dataset["split"] == s).sum()),

@@ -37,6 +37,8 @@ def test_defaults_differ_per_source_kind():
         (minimal(frames={"window_seconds": "3"}), "frames.window_seconds: '3' is not of type"),
         (minimal(frames={"window_seconds": 0}), "frames.window_seconds: 0 is less than or equal"),
         (minimal(flow={"backend": "raft"}), "flow.backend: 'raft' is not one of"),
+        (minimal(judge={"gemini": {"modle": "x"}}), "judge.gemini.modle: unknown key(s)"),
+        (minimal(mllm={"api_key": "x"}), "mllm.api_key: unknown key(s) 'api_key'"),
         ({"sources": [{"name": "s", "kind": "synthetic", "clipz": 3}]}, "sources[0].clipz"),
         ({"sources": [{"name": "s", "kind": "url_list"}]}, "sources[0]: 'list' is a required"),
         ({"sources": [{"name": "s", "kind": "ftp"}]}, "sources[0].kind: 'ftp' is not one of"),
@@ -68,3 +70,8 @@ def test_every_mistake_is_reported_at_once():
     with pytest.raises(ConfigError) as err:
         validate_config({"seed": "x", "sources": [{"name": "s", "kind": "synthetic", "clipz": 3}]})
     assert "seed: 'x' is not of type" in str(err.value) and "sources[0].clipz" in str(err.value)
+
+
+def test_batch_mode_on_vertex_fails_at_start_with_what_to_use_instead():
+    with pytest.raises(ConfigError, match="mllm.mode: batch .* Use mode: online with vertexai"):
+        validate_config(minimal(mllm={"mode": "batch", "vertexai": True}))

@@ -134,6 +134,8 @@ def test_a_missing_frame_is_that_pairs_error_only(tmp_path, key):
         "Have the man lift the box onto the table.",
         "Bring the cup to her lips.",
         "Raise both arms above the head!",
+        "Make the man raise the camera to his eye.",
+        "Have the girl hang the picture frame on the wall.",
     ],
 )
 def test_good_instructions_pass_the_shape_check(text):
@@ -149,9 +151,11 @@ def test_good_instructions_pass_the_shape_check(text):
         ("Make her sit. Then make her stand.", "more than one sentence"),
         ("Make the dog jump.\nIt was sitting.", "more than one line"),
         ("make the dog jump.", "capitalised"),
-        ("Make the subject in the last frame jump.", "mentions 'frame'"),
+        ("Make the subject in the last frame jump.", "mentions 'last frame'"),
+        ("Make the dog jump as in the video.", "mentions 'in the video'"),
+        ("Turn the man while the camera pans left.", "mentions 'camera pans'"),
         ("Lift the arm as in the target image.", "mentions 'target image'"),
-        ("Move the car as the video shows.", "mentions 'video'"),
+        ("Move the car between the two frames.", "mentions 'between the two frames'"),
         ("Turn sitting -> standing.", "mentions '->'"),
         ("Make " + "the very " * 15 + "dog jump.", "more than 30"),
     ],

@@ -169,6 +169,15 @@ def test_rejected_credentials_and_unknown_models_stop_the_run(tmp_path, key):
             GeminiCaller(transport(tmp_path / "b", stub.url), LOG).run(requests(1), "t")
 
 
+def test_settings_the_service_rejects_for_every_request_stop_the_run(tmp_path, key):
+    with GeminiStub(answer=lambda body: GOOD) as stub:
+        stub.script.extend([{"status": 400, "message": "thinking cannot be turned off"}] * 3)
+        cfg = transport(tmp_path, stub.url, concurrency=1)
+        with pytest.raises(MLLMError, match="rejects every request.*thinking cannot be turned"):
+            GeminiCaller(cfg, LOG).run(requests(6), "t")
+        assert stub.count == 3
+
+
 def test_without_a_key_the_error_names_the_variables(tmp_path, monkeypatch):
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
@@ -291,14 +300,15 @@ def test_large_frames_are_downscaled_with_a_key_from_the_original_file(tmp_path)
     image = Image.read(big, max_side=1024)
     decoded = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR)
     assert image.mime == "image/jpeg" and decoded.shape == (576, 1024, 3)
-    assert image.sha256.endswith("@1024") and len(image.data) < big.stat().st_size
+    assert "@1024" in image.sha256 and len(image.data) < big.stat().st_size
     assert Image.read(big, max_side=1024).sha256 == image.sha256
     assert Image.read(big, max_side=512).sha256 != image.sha256
     as_is = Image.read(small, max_side=1024)  # small enough: the file's own bytes
     assert as_is.data == small.read_bytes() and as_is.mime == "image/png"
-    with pytest.raises(OSError, match="not a readable image"):
-        (tmp_path / "bad.png").write_bytes(b"nope")
-        Image.read(tmp_path / "bad.png", max_side=1024)
+    for content in (b"nope", b""):
+        (tmp_path / "bad.png").write_bytes(content)
+        with pytest.raises(OSError, match="not a readable image"):
+            Image.read(tmp_path / "bad.png", max_side=1024)
 
 
 def test_the_token_quota_holds_calls_back_and_counts_what_the_server_reports():
@@ -359,3 +369,25 @@ def test_a_run_killed_mid_way_asks_only_the_unanswered_on_restart(tmp_path, key)
         replies = GeminiCaller(cfg, LOG).run(requests(40), "t")
         assert all(r.error is None for r in replies)
         assert stub.count - first == 40 - stored  # nothing answered before the kill is asked again
+
+
+def test_batch_jobs_are_all_recorded_before_waiting_and_only_failures_are_resubmitted(
+    tmp_path, key
+):
+    with GeminiStub(answer=lambda body: GOOD, batch_pending_polls=10**6) as stub:
+        small = {"poll_s": 0.02, "max_wait_h": 1e-4, "max_inline_mb": 1e-4}  # one request a job
+        cfg = transport(tmp_path, stub.url, mode="batch", batch=small)
+        with pytest.raises(MLLMError, match="still JOB_STATE_RUNNING"):
+            GeminiCaller(cfg, LOG).run(requests(3), "t")
+        assert stub.batch_submissions == 3
+        assert len(list((tmp_path / "cache" / "batches").glob("*.json"))) == 3
+        # The rerun collects the three recorded jobs; one of its items failed on the server.
+        stub.batch_pending_polls = 0
+        stub.script.extend([{}, {"status": 500}, {}])
+        replies = GeminiCaller(cfg, LOG).run(requests(3), "t")
+        assert stub.batch_submissions == 3
+        [failed] = [r for r in replies if r.error]  # jobs are collected in file order
+        assert failed.error.startswith("batch: item failed: 500")
+        # Only the failed question is submitted again.
+        replies = GeminiCaller(cfg, LOG).run(requests(3), "t")
+        assert stub.batch_submissions == 4 and all(r.error is None for r in replies)

@@ -75,7 +75,7 @@ class GeminiJudge:
             try:
                 requests.append(self.request(pair))
                 outcomes.append(Outcome())
-            except OSError as exc:  # a frame that cannot be read is this pair's error only
+            except (OSError, ValueError, TypeError) as exc:  # this pair's error only
                 requests.append(None)
                 outcomes.append(Outcome(error=f"frames: {exc}"))
         asked = [r for r in requests if r is not None]

@@ -35,9 +35,14 @@ _ING_VERBS = frozenset([
     "wring",
 ])
 # fmt: on
+#: Phrases about the media rather than the edit ("in the last frame", "the video shows",
+#: "the camera pans"); a camera or a picture frame as objects in the scene are fine.
 _MEDIA = re.compile(
-    r"\b(frames?|videos?|clips?|footage|camera|shots?|first (image|picture)|"
-    r"second (image|picture)|(input|output|target|source|last) (image|picture))\b|->|→",
+    r"\b(first|last|second|final|next|previous|earlier|later|input|output|target|source|"
+    r"original|edited) (frame|image|picture|photo|shot)s?\b"
+    r"|\b(in|of|from|across|between) (the |both |these )?(two )?(frames?|clips?|video|footage)\b"
+    r"|\b(the|this) (video|footage)\b"
+    r"|\bcamera (pans?|zooms?|moves?|tilts?|angle|view)\b|->|→",
     re.IGNORECASE,
 )
 

@@ -94,7 +94,7 @@ def _one_by_one(items: list[Any], answer: Callable[[Any], Any], desc: str) -> li
     return outcomes
 
 
-def spending(outcome: Outcome, pricing: dict[str, Any] | None) -> dict[str, Any]:
+def row_spending(outcome: Outcome, pricing: dict[str, Any] | None) -> dict[str, Any]:
     """Tokens and estimated dollars of the calls behind one row (cached calls included:
     the row reports what its answer cost, so a rerun gives the same table)."""
     usage, dollars = Usage(), 0.0
@@ -140,7 +140,7 @@ def judge_shard(
     rows = []
     with open(raw_path, "w", encoding="utf-8") as raw:
         for p, outcome in zip(kept.itertuples(), outcomes, strict=True):
-            base = _empty_row(JUDGE_COLUMNS, p, judge) | spending(outcome, pricing)
+            base = _empty_row(JUDGE_COLUMNS, p, judge) | row_spending(outcome, pricing)
             if outcome.error is not None:
                 kind = outcome.error.split(":", 1)[0]
                 reason = f"error:{kind}" if outcome.calls else "error"
@@ -176,7 +176,7 @@ def rewrite_shard(
             "summary": j.summary,
             "category": j.category,
             "details": j.details,
-        }  # fmt: skip
+        }
         for j in kept.itertuples()
     ]
     if hasattr(rewriter, "rewrite_all"):
@@ -186,7 +186,7 @@ def rewrite_shard(
     rows = []
     with open(raw_path, "w", encoding="utf-8") as raw:
         for j, outcome in zip(kept.itertuples(), outcomes, strict=True):
-            row = _empty_row(REWRITE_COLUMNS, j, rewriter) | spending(outcome, pricing)
+            row = _empty_row(REWRITE_COLUMNS, j, rewriter) | row_spending(outcome, pricing)
             row |= {"category": j.category, "instruction": outcome.value, "error": outcome.error}
             fields = {"instruction": outcome.value, "error": outcome.error}
             raw.write(_raw_line(j.pair_id, fields, outcome) + "\n")
@@ -198,9 +198,23 @@ def rewrite_shard(
     return df
 
 
+def spending_summary(table: pd.DataFrame) -> dict[str, Any]:
+    """Tokens and estimated dollars of a stage's table (cached answers included)."""
+    if not len(table) or "input_tokens" not in table:
+        return {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    cost = table["cost_usd"]
+    return {
+        "input_tokens": int(table["input_tokens"].sum()),
+        "output_tokens": int(table["output_tokens"].sum()),
+        # None when a model has no entry in mllm.prices: unknown, not free.
+        "cost_usd": None if cost.isna().any() else round(float(cost.sum()), 6),
+    }
+
+
 def _log_spending(df: pd.DataFrame, log: logging.Logger) -> None:
-    if len(df) and df["input_tokens"].sum():
-        cost = df["cost_usd"]
-        priced = "unknown (no price for the model)" if cost.isna().any() else f"${cost.sum():.4f}"
+    spent = spending_summary(df)
+    if spent["input_tokens"]:
+        cost = spent["cost_usd"]
+        priced = "unknown (no price for the model)" if cost is None else f"${cost:.4f}"
         log.info("tokens: %d in, %d out; estimated cost %s",
-                 int(df["input_tokens"].sum()), int(df["output_tokens"].sum()), priced)  # fmt: skip
+                 spent["input_tokens"], spent["output_tokens"], priced)  # fmt: skip

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -39,14 +40,32 @@ from motionedit.mllm.limits import RateLimiter
 from motionedit.mllm.request import Image, Reply, Request, interpret
 from motionedit.runlog import progress_bar
 
-try:  # the SDK's HTTP library, whichever of the two names it is installed under
-    import httpx2 as _httpx
-except ImportError:  # pragma: no cover
-    import httpx as _httpx
+
+def _http_library_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Timeout and other transport errors of the HTTP libraries the SDK may use (it ships with
+    httpx2 and can be switched to httpx)."""
+    timeouts, errors = [], []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        timeouts.append(module.TimeoutException)
+        errors.append(module.HTTPError)
+    return tuple(timeouts), tuple(errors)
+
+
+_TIMEOUTS, _HTTP_ERRORS = _http_library_errors()
 
 API_KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-BATCH_DONE = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+BATCH_DONE = {
+    "JOB_STATE_SUCCEEDED",
+    "JOB_STATE_PARTIALLY_SUCCEEDED",
+    "JOB_STATE_FAILED",
+    "JOB_STATE_CANCELLED",
+    "JOB_STATE_EXPIRED",
+}
 
 
 class MLLMError(RuntimeError):
@@ -127,7 +146,7 @@ class GeminiCaller:
                 "read from the environment only, never from the config"
             )
         self._secret = key
-        return genai.Client(api_key=key, http_options=options)
+        return genai.Client(vertexai=False, api_key=key, http_options=options)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
@@ -223,11 +242,25 @@ class GeminiCaller:
         replies: list[Reply | None] = [None] * len(requests)
         bar = progress_bar(len(requests), desc)
 
+        accepted, rejected = 0, 0
+
         async def one(i: int) -> None:
+            nonlocal accepted, rejected
             async with slots:
                 reply = await self._ask(client, requests[i], limiter)
             if reply.answered:
-                self._store(requests[i], reply)
+                self.cache.put(requests[i].key, self._entry(requests[i], reply))
+                accepted += 1
+            elif reply.error.startswith("http 400"):
+                rejected += 1
+                # Settings the model does not take (a thinking budget it cannot turn off, a
+                # resolution it lacks) fail every request alike: stop instead of filling a
+                # shard with error rows that a rerun would not retry.
+                if rejected >= 3 and not accepted:
+                    raise MLLMError(
+                        f"the service rejects every request of this stage ({reply.error}); "
+                        "fix the stage's settings (model, thinking_budget, media_resolution)"
+                    )
             replies[i] = reply
             bar.update()
 
@@ -243,7 +276,7 @@ class GeminiCaller:
         return [r for r in replies if r is not None]
 
     async def _ask(self, client: Any, request: Request, limiter: RateLimiter) -> Reply:
-        from google.genai.errors import APIError
+        from google.genai.errors import APIError, UnknownApiResponseError
 
         contents, config = self._contents(request), self._config(request)
         estimate = request.estimated_tokens()
@@ -262,9 +295,9 @@ class GeminiCaller:
                     ),
                     timeout,
                 )
-            except (TimeoutError, _httpx.TimeoutException):
+            except (TimeoutError, *_TIMEOUTS):
                 error = f"timeout: no answer within {timeout:g} s"
-            except _httpx.TransportError as exc:
+            except (*_HTTP_ERRORS, UnknownApiResponseError) as exc:
                 error = f"connection: {self._scrub(str(exc)) or type(exc).__name__}"
             except APIError as exc:
                 code = exc.code
@@ -294,18 +327,17 @@ class GeminiCaller:
                 await asyncio.sleep(wait)
         return Reply(key=request.key, error=f"{error} (after {attempt} attempts)", attempts=attempt)
 
-    def _store(self, request: Request, reply: Reply) -> None:
-        self.cache.put(
-            request.key,
-            {
-                "response": reply.response,
-                "latency_s": reply.latency_s,
-                "attempts": reply.attempts,
-                "batch": reply.batch,
-                "model": request.settings.model,
-                "prompt_version": request.prompt_version,
-            },
-        )
+    @staticmethod
+    def _entry(request: Request, reply: Reply) -> dict[str, Any]:
+        """The cache entry of an answered call: what ``interpret`` reads, plus labels."""
+        return {
+            "response": reply.response,
+            "latency_s": reply.latency_s,
+            "attempts": reply.attempts,
+            "batch": reply.batch,
+            "model": request.settings.model,
+            "prompt_version": request.prompt_version,
+        }
 
     # ----------------------------------------------------------------- batch
     def _chunks(self, requests: list[Request]) -> list[list[Request]]:
@@ -322,86 +354,86 @@ class GeminiCaller:
             size += n
         return chunks
 
-    def _job_file(self, chunk: list[Request]) -> Path:
-        digest = hashlib.sha256("\n".join(r.key for r in chunk).encode()).hexdigest()
-        return Path(self.cfg["cache_dir"]) / "batches" / f"{digest}.json"
-
     def _run_batch(self, requests: list[Request], desc: str) -> list[Reply]:
-        by_key: dict[str, Reply] = {}
-        for chunk in self._chunks(requests):
-            by_key.update(self._batch_chunk(chunk, desc))
-        return [by_key[r.key] for r in requests]
+        """First collect the jobs an interrupted run left for any of these questions, then
+        submit the rest (every chunk before waiting on any) and collect those."""
+        client = self._client()
+        wanted = {r.key: r for r in requests}
+        replies: dict[str, Reply] = {}
+        try:
+            for job_file in sorted((Path(self.cfg["cache_dir"]) / "batches").glob("*.json")):
+                job = json.loads(job_file.read_text())
+                if wanted.keys() & set(job["keys"]):
+                    self.log.info("%s: resuming batch job %s (%s)", desc, job["name"], job_file)
+                    replies.update(self._collect(client, job_file, job, wanted))
+            rest = [r for r in requests if r.key not in replies]
+            jobs = [self._submit(client, chunk, desc) for chunk in self._chunks(rest) if chunk]
+            for job_file, job in jobs:
+                replies.update(self._collect(client, job_file, job, wanted))
+        finally:
+            client.close()
+        return [replies[r.key] for r in requests]
 
-    def _batch_chunk(self, chunk: list[Request], desc: str) -> dict[str, Reply]:
+    def _submit(self, client: Any, chunk: list[Request], desc: str) -> tuple[Path, dict]:
+        """Create one batch job and record it before anything waits on it."""
         from google.genai import types
         from google.genai.errors import APIError
 
-        client = self._client()
-        job_file = self._job_file(chunk)
-        if job_file.is_file():
-            name = json.loads(job_file.read_text())["name"]
-            self.log.info("%s: resuming batch job %s (%s)", desc, name, job_file)
-        else:
-            model = chunk[0].settings.model
-            self.calls_made += 1
-            try:
-                job = client.batches.create(
-                    model=model,
-                    src=[
-                        types.InlinedRequest(
-                            contents=self._contents(r),
-                            config=self._config(r),
-                            metadata={"key": r.key},
-                        )
-                        for r in chunk
-                    ],
-                    config=types.CreateBatchJobConfig(
-                        display_name=f"motionedit-{desc}-{job_file.stem[:12]}"
-                    ),
-                )
-            except (APIError, _httpx.TransportError) as exc:
-                fatal = self._fatal(exc, chunk[0]) if isinstance(exc, APIError) else None
-                why = self._scrub(str(exc))
-                raise (
-                    fatal or MLLMError(f"submitting the batch failed ({why}); run it again")
-                ) from None
-            name = job.name
-            submitted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            write_json_atomic(
-                job_file,
-                {"name": name, "model": model, "requests": len(chunk), "submitted": submitted},
+        keys = [r.key for r in chunk]
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        job_file = Path(self.cfg["cache_dir"]) / "batches" / f"{digest}.json"
+        self.calls_made += 1
+        try:
+            created = client.batches.create(
+                model=chunk[0].settings.model,
+                src=[
+                    types.InlinedRequest(
+                        contents=self._contents(r), config=self._config(r), metadata={"key": r.key}
+                    )
+                    for r in chunk
+                ],
+                config=types.CreateBatchJobConfig(display_name=f"motionedit-{desc}-{digest[:12]}"),
             )
-            self.log.info("%s: submitted batch job %s with %d requests", desc, name, len(chunk))
-        job = self._wait(client, name, job_file)
-        state = _enum(job.state)
+        except (APIError, *_HTTP_ERRORS) as exc:
+            fatal = self._fatal(exc, chunk[0]) if isinstance(exc, APIError) else None
+            why = self._scrub(str(exc))
+            raise (
+                fatal or MLLMError(f"submitting the batch failed ({why}); run it again")
+            ) from None
+        job = {
+            "name": created.name,
+            "model": chunk[0].settings.model,
+            "keys": keys,
+            "submitted": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        write_json_atomic(job_file, job)
+        self.log.info("%s: submitted batch job %s with %d requests", desc, created.name, len(keys))
+        return job_file, job
+
+    def _collect(
+        self, client: Any, job_file: Path, job: dict, wanted: dict[str, Request]
+    ) -> dict[str, Reply]:
+        """Wait for a job, cache every answer it holds, and reply for the wanted keys."""
+        name = job["name"]
+        finished = self._wait(client, name, job_file)
+        state = _enum(finished.state)
         replies: dict[str, Reply] = {}
-        if state == "JOB_STATE_SUCCEEDED":
-            wanted = {r.key: r for r in chunk}
-            for item in (job.dest.inlined_responses if job.dest else None) or []:
-                key = (item.metadata or {}).get("key")
-                if key not in wanted:
-                    continue
-                if item.error is not None:
-                    why = f"batch: item failed: {item.error.code}: {item.error.message}"
-                    replies[key] = Reply(key=key, error=self._scrub(why))
-                    continue
-                entry = {
-                    "response": response_entry(item.response),
-                    "latency_s": 0.0,
-                    "attempts": 1,
-                    "batch": True,
-                }
-                reply = interpret(wanted[key], entry, cached=False)
-                if reply.answered:
-                    self._store(wanted[key], reply)
-                replies[key] = reply
-        missing = (
-            f"batch: job {name} ended in {state}"
-            if state != "JOB_STATE_SUCCEEDED"
-            else f"batch: job {name} returned no response for this request"
-        )
-        for r in chunk:
-            replies.setdefault(r.key, Reply(key=r.key, batch=True, error=missing))
+        for item in (finished.dest.inlined_responses if finished.dest else None) or []:
+            key = (item.metadata or {}).get("key")
+            if item.error is not None:
+                why = self._scrub(f"batch: item failed: {item.error.code}: {item.error.message}")
+                if key in wanted:
+                    replies[key] = Reply(key=key, batch=True, error=why)
+            elif item.response is not None and key:
+                entry = {"response": response_entry(item.response), "latency_s": 0.0,
+                         "attempts": 1, "batch": True, "model": job["model"]}  # fmt: skip
+                self.cache.put(key, entry)  # also answers a question this run did not ask
+                if key in wanted:
+                    replies[key] = interpret(wanted[key], entry, cached=False)
+        missing = f"batch: job {name} ended in {state} without an answer for this request"
+        for key in job["keys"]:
+            if key in wanted:
+                replies.setdefault(key, Reply(key=key, batch=True, error=missing))
         job_file.unlink(missing_ok=True)
         return replies
 
@@ -412,22 +444,21 @@ class GeminiCaller:
         )
 
     def _wait(self, client: Any, name: str, job_file: Path) -> Any:
+        from google.genai.errors import APIError
+
         poll = self.cfg["batch"]["poll_s"]
         deadline = time.monotonic() + self.cfg["batch"]["max_wait_h"] * 3600
         bar = progress_bar(0, f"batch {name}")
-        from google.genai.errors import APIError
-
         try:
             while True:
                 try:
                     job = client.batches.get(name=name)
-                except (APIError, _httpx.TransportError) as exc:
+                    state = _enum(job.state)
+                except (APIError, *_HTTP_ERRORS) as exc:
                     if isinstance(exc, APIError) and exc.code not in RETRY_STATUS:
                         raise self._fatal_poll(exc, name, job_file) from None
-                    self.log.info("polling %s failed (%s); trying again", name, exc)
-                    time.sleep(poll)
-                    continue
-                state = _enum(job.state)
+                    state = f"unknown ({self._scrub(str(exc))})"
+                    self.log.info("polling %s failed: %s; trying again", name, state)
                 bar.set_postfix_str(str(state))
                 if state in BATCH_DONE:
                     return job

@@ -50,7 +50,10 @@ class Image:
         )
         if max_side is None:
             return cls(raw, mime)
-        pixels = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+        try:
+            pixels = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error:  # an empty file
+            pixels = None
         if pixels is None:
             raise OSError(f"{path}: not a readable image")
         h, w = pixels.shape[:2]
@@ -65,7 +68,7 @@ class Image:
         ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 92])
         if not ok:
             raise OSError(f"{path}: could not be re-encoded")
-        identity = f"{hashlib.sha256(raw).hexdigest()}@{max_side}"
+        identity = f"{hashlib.sha256(raw).hexdigest()}@{max_side}:area:jpeg92"
         return cls(jpeg.tobytes(), "image/jpeg", identity)
 
     @cached_property
@@ -86,7 +89,10 @@ class CallSettings:
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> CallSettings:
-        return cls(**{k: section[k] for k in cls.__dataclass_fields__ if k in section})
+        values = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
+        if "temperature" in values:  # YAML's 0 and 0.0 must give the same cache key
+            values["temperature"] = float(values["temperature"])
+        return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
