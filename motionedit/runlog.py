@@ -31,20 +31,13 @@ def setup_logging(log_path: str | Path | None, name: str = "motionedit") -> logg
     return logger
 
 
+#: Progress bars go to stderr and stay out of logs when stderr is not a terminal.
+_BAR = {"unit": "it", "dynamic_ncols": True, "disable": None, "mininterval": 1.0}
+
+
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
-    """A progress bar on stderr that stays out of logs when stderr is not a terminal."""
-    return iter(
-        tqdm(
-            items,
-            desc=desc,
-            total=total,
-            unit="it",
-            dynamic_ncols=True,
-            disable=None,
-            file=sys.stderr,
-            mininterval=1.0,
-        )
-    )
+    """A progress bar over ``items``."""
+    return iter(tqdm(items, desc=desc, total=total, file=sys.stderr, **_BAR))
 
 
 def job_logger(snakemake_log: list[str], name: str = "motionedit") -> logging.Logger:
@@ -62,12 +55,4 @@ def job_logger(snakemake_log: list[str], name: str = "motionedit") -> logging.Lo
 
 def progress_bar(total: int, desc: str) -> tqdm:
     """A bar advanced by hand, for work that finishes out of order (concurrent calls)."""
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit="it",
-        dynamic_ncols=True,
-        disable=None,
-        file=sys.stderr,
-        mininterval=1.0,
-    )
+    return tqdm(total=total, desc=desc, file=sys.stderr, **_BAR)
