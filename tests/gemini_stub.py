@@ -2,7 +2,9 @@
 
 Only the network boundary is replaced: the SDK builds real requests, parses real replies and
 raises its real errors. The server answers ``POST /{version}/models/{model}:generateContent``,
-``POST /{version}/models/{model}:batchGenerateContent`` and ``GET /{version}/batches/{id}``.
+``POST /{version}/models/{model}:batchGenerateContent``, ``GET /{version}/batches/{id}``,
+the Vertex AI form of generateContent (``.../publishers/google/models/{model}:...``) and an
+OAuth2 ``POST /token`` endpoint for service-account credentials.
 
 Each generateContent call first takes the next scripted behaviour, if any is queued:
 ``{"status": 429, "retry_delay": "0.2s"}``, ``{"status": 500}``, ``{"hang": 2.0}``,
@@ -51,6 +53,8 @@ class GeminiStub:
         self.calls: list[dict[str, Any]] = []  # every generateContent body received
         self.rejected = 0  # 429s sent for exceeding the quota
         self.api_keys: set[str] = set()
+        self.authorizations: set[str] = set()  # bearer tokens (Vertex AI)
+        self.paths: list[str] = []
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_submissions = 0
         self.poll_failures = 0  # the next this many batch polls answer 503
@@ -171,12 +175,22 @@ class GeminiStub:
 
     def _post(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
-        body = json.loads(handler.rfile.read(length) or b"{}")
-        key = handler.headers.get("x-goog-api-key")
-        if key:
-            with self.lock:
-                self.api_keys.add(key)
+        data = handler.rfile.read(length)
         path = handler.path.split("?")[0]
+        if path == "/token":  # OAuth2 token endpoint of a service account (Vertex AI)
+            token = {
+                "access_token": "stub-access-token",
+                "expires_in": 3600,
+                "token_type": "Bearer",
+            }
+            return self._send(handler, 200, token)
+        body = json.loads(data or b"{}")
+        with self.lock:
+            if handler.headers.get("x-goog-api-key"):
+                self.api_keys.add(handler.headers["x-goog-api-key"])
+            if handler.headers.get("Authorization"):
+                self.authorizations.add(handler.headers["Authorization"])
+            self.paths.append(path)
         model = path.rsplit("/models/", 1)[-1].split(":")[0]
         if path.endswith(":generateContent"):
             with self.lock:

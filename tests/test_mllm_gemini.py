@@ -391,3 +391,53 @@ def test_batch_jobs_are_all_recorded_before_waiting_and_only_failures_are_resubm
         # Only the failed question is submitted again.
         replies = GeminiCaller(cfg, LOG).run(requests(3), "t")
         assert stub.batch_submissions == 4 and all(r.error is None for r in replies)
+
+
+@pytest.fixture
+def service_account(tmp_path, monkeypatch):
+    """Application default credentials of a made-up service account: the SDK signs a real JWT
+    and trades it for a token at ``token_uri``, which the test points at the local server."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    def install(token_uri: str) -> None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        info = {"type": "service_account", "project_id": "proj", "private_key_id": "k1",
+                "private_key": pem, "client_email": "runner@proj.iam.gserviceaccount.com",
+                "client_id": "1", "token_uri": token_uri}  # fmt: skip
+        path = tmp_path / "adc.json"
+        path.write_text(json.dumps(info))
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
+        monkeypatch.delenv(name, raising=False)
+    return install
+
+
+@pytest.mark.parametrize("switch", ["config", "environment"])
+def test_vertex_ai_mode_uses_the_project_endpoint_and_oauth(
+    tmp_path, monkeypatch, service_account, switch
+):
+    with GeminiStub(answer=lambda body: GOOD) as stub:
+        service_account(f"{stub.url}/token")
+        if switch == "config":
+            cfg = transport(
+                tmp_path, stub.url, vertexai=True, project="proj", location="europe-west4"
+            )
+        else:
+            monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "true")
+            monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "proj")
+            monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "europe-west4")
+            cfg = transport(tmp_path, stub.url)
+        [reply] = GeminiCaller(cfg, LOG).run(requests(1), "t")
+        assert reply.parsed == GOOD_PARSED
+        assert stub.paths[0].endswith(
+            "/projects/proj/locations/europe-west4/publishers/google/models/gemini-2.5-flash"
+            ":generateContent"
+        )
+        assert stub.authorizations == {"Bearer stub-access-token"} and not stub.api_keys

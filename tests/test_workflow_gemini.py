@@ -73,3 +73,19 @@ def test_gemini_backends_build_the_dataset_and_a_rerun_asks_nothing(tmp_path):
     for path in [*tmp_path.rglob("*")]:
         if path.is_file():
             assert SENTINEL.encode() not in path.read_bytes(), path
+
+
+def test_batch_mode_builds_the_same_dataset_through_batch_jobs(tmp_path):
+    with GeminiStub(answer=motion_answers) as stub:
+        mllm = {"base_url": stub.url, "mode": "batch", "batch": {"poll_s": 0.05}}
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(CONFIG | {"mllm": mllm}))
+        snakemake(tmp_path, "--until", "dataset", env={"GEMINI_API_KEY": SENTINEL})
+        assert stub.count == 0 and stub.batch_submissions == 4  # judge and rewrite, 2 shards
+    results = tmp_path / "results"
+    judged = pd.concat(pd.read_parquet(p) for p in sorted(results.glob("judge/synth/*.parquet")))
+    assert len(judged) > 0 and judged["error"].isna().all() and judged["keep"].all()
+    stats = json.loads((results / "dataset" / "stats.json").read_text())
+    # Batch answers cost half: 300 tokens in and 50 out per judged pair.
+    expected = len(judged) * (300 * 0.30 + 50 * 2.50) / 1e6 * 0.5
+    assert stats["mllm_spending"]["judge"]["cost_usd"] == pytest.approx(expected)
+    assert not list((results / "cache" / "mllm" / "batches").glob("*.json"))

@@ -132,10 +132,11 @@ class GeminiCaller:
         options = types.HttpOptions(**http)
         vertex_env = os.environ.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() in ("1", "true")
         if self.cfg.get("vertexai") or vertex_env:
+            # Passed explicitly: with a base_url the SDK would ignore the environment's.
             return genai.Client(
                 vertexai=True,
-                project=self.cfg.get("project"),
-                location=self.cfg.get("location"),
+                project=self.cfg.get("project") or os.environ.get("GOOGLE_CLOUD_PROJECT"),
+                location=self.cfg.get("location") or os.environ.get("GOOGLE_CLOUD_LOCATION"),
                 http_options=options,
             )
         key = next((os.environ[v] for v in API_KEY_VARIABLES if os.environ.get(v)), None)
