@@ -111,6 +111,22 @@ def _check_models(config: dict[str, Any]) -> None:
                 f"sft.{name}.from_scratch: only a `tiny` editor is trained from scratch; "
                 f"editors.{run['editor']} is {kind} (set from_scratch: false for a LoRA run)"
             )
+    for name, run in config["train"].items():
+        if run["editor"] not in editors:
+            raise ConfigError(f"train.{name}.editor: no editor {run['editor']!r} ({known})")
+        init = run.get("init_lora") or ""
+        if init.startswith("results/models/") and init.split("/")[2] not in config["sft"]:
+            raise ConfigError(
+                f"train.{name}.init_lora: {init} is made by an sft run that is not configured"
+            )
+        if run["rewards"].get("mllm", 0) > 0 and not config["rewards"]["mllm"]["base_url"]:
+            raise ConfigError(
+                f"train.{name}.rewards.mllm: set rewards.mllm.base_url to the OpenAI-compatible "
+                "server (e.g. `vllm serve Qwen/Qwen2.5-VL-32B-Instruct` at http://host:8000/v1), "
+                "or give the mllm reward weight 0"
+            )
+        if sum(run["rewards"].values()) <= 0:
+            raise ConfigError(f"train.{name}.rewards: the weights must add up to more than 0")
     for name, model in config["models"].items():
         if model["kind"] == "editor" and model["editor"] not in editors:
             raise ConfigError(f"models.{name}.editor: no editor {model['editor']!r} ({known})")
@@ -118,12 +134,11 @@ def _check_models(config: dict[str, Any]) -> None:
             raise ConfigError(f"models.{name}.pattern: must contain {{id}}, e.g. '{{id}}.png'")
         for key in ("lora",):
             path = model.get(key)
-            if path and path.startswith("results/models/"):
-                run = path.split("/")[2]
-                if run not in config["sft"]:
+            for prefix, section in (("results/models/", "sft"), ("results/train/", "train")):
+                if path and path.startswith(prefix) and path.split("/")[2] not in config[section]:
                     raise ConfigError(
-                        f"models.{name}.{key}: {path} is made by an sft run {run!r}, "
-                        f"which is not configured under `sft`"
+                        f"models.{name}.{key}: {path} is made by a {section} run "
+                        f"{path.split('/')[2]!r}, which is not configured under `{section}`"
                     )
 
 

@@ -1,0 +1,1 @@
+"""MotionNFT: negative-aware fine-tuning of an editor with the mixed motion + MLLM reward."""

@@ -1,0 +1,442 @@
+"""The MotionNFT training loop over the editor adapter interface (tiny, FLUX.1 Kontext, Qwen).
+
+One step (an "epoch" of DiffusionNFT):
+
+1. sampling: G training prompts of one edit size, K edits each from the *old* policy with
+   the deterministic few-step sampler;
+2. reward: the configured mix (motion reward, MLLM or appearance) per edit, turned into
+   optimality rewards per prompt group; groups the filter rejects are skipped;
+3. optimisation: at freshly drawn noise levels of each kept sample, the NFT loss between the
+   current policy (the trainable LoRA "default"), the old policy (LoRA "old", no gradient)
+   and, for the KL term, the base model (adapters disabled); one optimiser step;
+4. the old policy moves toward the new one by the decay schedule, and an EMA copy of the
+   policy (what is evaluated and saved) moves too.
+
+Every ``checkpoint_every`` steps the whole state (policy, old, EMA, optimiser, every random
+generator, the log) goes to ``state_dir`` and the step's LoRA to ``state_dir/step-{k}``; a
+killed run resumes there and ends with the same weights as one that never stopped. Every
+``eval_every`` steps the EMA policy edits a fixed held-out slice of the benchmark and its
+MAS is logged: the training curve of the paper's Figures 9 and 10.
+
+Several processes (``accelerate launch``) each sample their own prompts; LoRA gradients are
+averaged across them before each step, and only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import resource
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from motionedit.metrics import score_edits
+from motionedit.models import EditorAdapter, ModelError, load_editor
+from motionedit.nft.objective import (
+    blend_,
+    group_keep,
+    nft_loss,
+    old_policy_decay,
+    optimality_rewards,
+)
+from motionedit.rewards import RewardMix, make_rewards
+from motionedit.runlog import progress
+from motionedit.sft import (
+    BucketSampler,
+    Pair,
+    _batches_by_size,
+    _Checkpoints,
+    load_pairs,
+    sample_sigmas,
+    settings_digest,
+)
+
+POLICY, OLD = "default", "old"
+METRIC_COLUMNS = [
+    "step", "loss", "policy_loss", "positive", "negative", "kl", "reward_mean", "reward_std",
+    "groups", "groups_kept", "filtered_fraction", "decay", "lr", "sampling_s", "reward_s",
+    "optimisation_s", "peak_memory_mb", "eval_mas", "eval_reward",
+]  # fmt: skip
+
+
+def _params(adapter: EditorAdapter, name: str) -> list[torch.nn.Parameter]:
+    """The LoRA parameters of one adapter, in a fixed order."""
+    tag = f".{name}."
+    return [
+        p for n, p in sorted(adapter.transformer.named_parameters()) if "lora_" in n and tag in n
+    ]
+
+
+def _use(adapter: EditorAdapter, name: str | None) -> None:
+    """Make one LoRA the active one, or none (the base model, for the KL term).
+
+    peft makes the active adapter's parameters trainable and the others not, which is just
+    what the policy ("default") needs after the old policy's or the base model's turn.
+    """
+    t = adapter.transformer
+    if name is None:
+        t.disable_adapters()
+        return
+    t.enable_adapters()
+    t.set_adapter(name)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class MotionNFT:
+    def __init__(
+        self,
+        name: str,
+        run: dict[str, Any],
+        editor: dict[str, Any],
+        config: dict[str, Any],
+        train_pairs: list[Pair],
+        eval_pairs: list[Pair],
+        logger: logging.Logger,
+        rewards: RewardMix | None = None,
+        accelerator: Any = None,
+    ) -> None:
+        from accelerate import Accelerator
+
+        self.name, self.run, self.config, self.log = name, run, config, logger
+        self.pairs, self.eval_pairs = train_pairs, eval_pairs
+        self.acc = accelerator or Accelerator(cpu=editor.get("device") == "cpu")
+        editor = dict(editor)
+        if self.acc.num_processes > 1:
+            editor["device"] = str(self.acc.device)
+        self.adapter = adapter = load_editor(editor)
+        if run.get("init_lora"):
+            adapter.load_lora(run["init_lora"], adapter_name="init")
+            adapter.pipe.fuse_lora(adapter_names=["init"])
+            adapter.pipe.unload_lora_weights()
+        for module in (adapter.pipe.vae, adapter.pipe.text_encoder,
+                       getattr(adapter.pipe, "text_encoder_2", None)):  # fmt: skip
+            if module is not None:
+                module.requires_grad_(False)
+        lora = run["lora"]
+        torch.manual_seed(run["seed"])
+        adapter.add_lora(lora["rank"], lora["alpha"], lora["targets"], adapter_name=OLD)
+        with warnings.catch_warnings():  # a second adapter is the point: the policy beside it
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            adapter.add_lora(lora["rank"], lora["alpha"], lora["targets"], adapter_name=POLICY)
+        self.policy, self.old = _params(adapter, POLICY), _params(adapter, OLD)
+        blend_(self.old, self.policy, keep=0.0)  # the old policy starts as the policy
+        _use(adapter, POLICY)
+        if run.get("gradient_checkpointing") and hasattr(
+            adapter.transformer, "enable_gradient_checkpointing"
+        ):
+            adapter.transformer.enable_gradient_checkpointing()
+        self.ema = [p.detach().clone() for p in self.policy] if run["ema_decay"] > 0 else None
+        self.optimiser = torch.optim.AdamW(
+            self.policy, lr=run["lr"], weight_decay=run["weight_decay"]
+        )
+        self.rewards = rewards or make_rewards(run["rewards"], config)
+        rank = self.acc.process_index
+        self.sampler = BucketSampler(
+            _batches_by_size(adapter, train_pairs), run["groups"], run["seed"] + 7919 * rank
+        )
+        self.noise_gen = torch.Generator().manual_seed(run["seed"] + 1 + 7919 * rank)
+        self.train_gen = torch.Generator().manual_seed(run["seed"] + 2 + 7919 * rank)
+        self.rows: list[dict[str, Any]] = []
+        self.step = 0
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "policy": [p.detach().clone() for p in self.policy],
+            "old": [p.detach().clone() for p in self.old],
+            "ema": self.ema,
+            "optimiser": self.optimiser.state_dict(),
+            "rng": {
+                "sampler": self.sampler.rng.bit_generator.state,
+                "noise": self.noise_gen.get_state(),
+                "train": self.train_gen.get_state(),
+                "python": random.getstate(),
+                "torch": torch.get_rng_state(),
+            },
+            "log": list(self.rows),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for p, v in zip(self.policy, state["policy"], strict=True):
+                p.copy_(v)
+            for p, v in zip(self.old, state["old"], strict=True):
+                p.copy_(v)
+        self.ema = state["ema"]
+        self.optimiser.load_state_dict(state["optimiser"])
+        rng = state["rng"]
+        self.sampler.rng.bit_generator.state = rng["sampler"]
+        self.noise_gen.set_state(rng["noise"])
+        self.train_gen.set_state(rng["train"])
+        random.setstate(rng["python"])
+        torch.set_rng_state(rng["torch"])
+        self.rows = list(state["log"])
+        self.step = int(state["step"])
+
+    # ------------------------------------------------------------------ one step
+    @torch.no_grad()
+    def _rollouts(self, batch: list[Pair]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """K edits per prompt from the old policy: (conditioning, latents, images 0..1)."""
+        adapter, run = self.adapter, self.run
+        k = run["group_size"]
+        cond = adapter.condition([p.input for p in batch], [p.prompt for p in batch]).repeat(k)
+        noise = adapter.noise(cond, self.noise_gen)
+        _use(adapter, OLD)
+        latents, images = [], []
+        for idx in torch.arange(len(cond)).split(run["micro_batch"]):
+            sub = cond.select(idx)
+            x0 = adapter.sample(sub, run["sampling_steps"], latents=noise[idx.to(noise.device)])
+            latents.append(x0)
+            images.append(adapter.decode(x0, sub).float().cpu())
+        _use(adapter, POLICY)
+        return cond, torch.cat(latents), torch.cat(images)
+
+    def _optimise(self, cond: Any, x0: torch.Tensor, r: torch.Tensor, keep: torch.Tensor):
+        """One optimiser step on the kept samples; returns the mean loss terms."""
+        adapter, run = self.adapter, self.run
+        index = torch.nonzero(keep).flatten()
+        n = len(index) * run["timesteps_per_sample"]
+        sums = {"loss": 0.0, "policy_loss": 0.0, "positive": 0.0, "negative": 0.0, "kl": 0.0}
+        self.optimiser.zero_grad(set_to_none=True)
+        for _ in range(run["timesteps_per_sample"]):
+            sigma_all = sample_sigmas(len(index), run["sigma_sampling"], self.train_gen)
+            noise_all = torch.randn((len(index), *x0.shape[1:]), generator=self.train_gen)
+            for part in torch.arange(len(index)).split(run["micro_batch"]):
+                idx = index[part]
+                sub = cond.select(idx)
+                clean = x0[idx.to(x0.device)]
+                eps = noise_all[part].to(clean.device, clean.dtype)
+                sigma = sigma_all[part].to(clean.device)
+                s = sigma.to(clean.dtype).view(-1, 1, 1)
+                x_t = (1 - s) * clean + s * eps
+                with torch.no_grad():
+                    _use(adapter, OLD)
+                    v_old = adapter.velocity(x_t, sigma, sub)
+                    v_ref = None
+                    if run["kl_weight"] > 0:
+                        _use(adapter, None)
+                        v_ref = adapter.velocity(x_t, sigma, sub)
+                _use(adapter, POLICY)
+                v_theta = adapter.velocity(x_t, sigma, sub)
+                terms = nft_loss(
+                    v_theta, v_old, eps - clean, r[idx].to(clean.device), run["beta"], sigma,
+                    run["weighting"] == "adaptive", v_ref, run["kl_weight"],
+                )  # fmt: skip
+                (terms.loss * len(part) / n).backward()
+                for key, value in (("loss", terms.loss), ("policy_loss", terms.policy),
+                                   ("positive", terms.positive), ("negative", terms.negative),
+                                   ("kl", terms.kl)):  # fmt: skip
+                    sums[key] += float(value.detach()) * len(part) / n
+        if self.acc.num_processes > 1:
+            for p in self.policy:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                p.grad = self.acc.reduce(p.grad, reduction="mean")
+        if run["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(self.policy, run["grad_clip"])
+        self.optimiser.step()
+        return sums
+
+    def train_step(self) -> dict[str, Any]:
+        run = self.run
+        t0 = time.perf_counter()
+        _, idx = self.sampler.next()
+        batch = [self.pairs[i] for i in idx]
+        cond, x0, images = self._rollouts(batch)
+        t1 = time.perf_counter()
+        k = run["group_size"]
+        scores = self.rewards(
+            [p.input for p in batch for _ in range(k)],
+            list(images),
+            [p.prompt for p in batch for _ in range(k)],
+            [p.target for p in batch for _ in range(k)],
+        )
+        raw = scores.total.view(len(batch), k).float()
+        keep_groups = group_keep(
+            raw, run["group_filter"]["min_std"], run["group_filter"]["max_mean"]
+        )
+        t2 = time.perf_counter()
+        row: dict[str, Any] = {c: None for c in METRIC_COLUMNS}
+        row |= {
+            "step": self.step + 1,
+            "reward_mean": float(torch.nanmean(raw)),
+            "reward_std": float(raw[~torch.isnan(raw)].std(unbiased=False)),
+            "groups": len(batch),
+            "groups_kept": int(keep_groups.sum()),
+            "filtered_fraction": 1.0 - float(keep_groups.float().mean()),
+            "lr": run["lr"],
+        }
+        for name, part in scores.parts.items():
+            row[f"reward_{name}"] = float(torch.nanmean(part))
+        if keep_groups.any():
+            r = torch.full_like(raw, 0.5)
+            r[keep_groups] = optimality_rewards(raw[keep_groups], run["adv_clip"])
+            keep = keep_groups[:, None].expand(-1, k).reshape(-1)
+            row |= self._optimise(cond, x0, r.reshape(-1), keep)
+        else:
+            self.log.info("step %d: every group was filtered; no update", self.step + 1)
+        self.step += 1
+        decay = old_policy_decay(self.step, run["old_decay"]["rate"], run["old_decay"]["max"])
+        blend_(self.old, self.policy, keep=decay)
+        if self.ema is not None:
+            blend_(self.ema, self.policy, keep=run["ema_decay"])
+        row |= {
+            "decay": decay,
+            "sampling_s": round(t1 - t0, 3),
+            "reward_s": round(t2 - t1, 3),
+            "optimisation_s": round(time.perf_counter() - t2, 3),
+            "peak_memory_mb": round(_peak_memory_mb(self.adapter.device), 1),
+        }
+        if scores.errors and any(scores.errors):
+            first = next(e for e in scores.errors if e)
+            self.log.warning("step %d: %d rewards missing (%s)", self.step,
+                             sum(e is not None for e in scores.errors), first)  # fmt: skip
+        return row
+
+    # ------------------------------------------------------------------ evaluation
+    def _with_ema(self) -> list[torch.Tensor]:
+        """Swap the EMA weights into the policy; returns the policy's own to swap back."""
+        saved = [p.detach().clone() for p in self.policy]
+        if self.ema is not None:
+            with torch.no_grad():
+                for p, v in zip(self.policy, self.ema, strict=True):
+                    p.copy_(v)
+        return saved
+
+    def _restore(self, saved: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for p, v in zip(self.policy, saved, strict=True):
+                p.copy_(v)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """MAS and motion reward of the EMA policy on the held-out slice, fixed noise per pair."""
+        if not self.eval_pairs:
+            return {}
+        saved = self._with_ema()
+        adapter, edited, inputs, targets = self.adapter, [], [], []
+        _use(adapter, POLICY)
+        for i, pair in enumerate(self.eval_pairs):
+            cond = adapter.condition([pair.input], [pair.prompt])
+            noise = adapter.noise(cond, torch.Generator().manual_seed(self.run["seed"] + i))
+            x0 = adapter.sample(cond, self.run["sampling_steps"], latents=noise)
+            edited.append(adapter.decode(x0, cond).float().cpu()[0])
+            inputs.append(pair.input)
+            targets.append(pair.target)
+        self._restore(saved)
+        motion = self.rewards.components.get("motion")
+        if motion is None:
+            from motionedit.flow import make_flow
+
+            flow = make_flow(self.config["flow"])
+        else:
+            flow = motion.flow
+        metrics = self.config["metrics"]
+        rows = score_edits(inputs, edited, targets, flow, metrics["motion_reward"], metrics["mas"])
+        return {
+            "eval_mas": float(np.mean([r["mas"] for r in rows])),
+            "eval_reward": float(np.mean([r["reward"] for r in rows])),
+        }
+
+
+def _write_metrics(rows: list[dict[str, Any]], path: Path) -> None:
+    columns = list(dict.fromkeys([*METRIC_COLUMNS, *(k for r in rows for k in r)]))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+
+
+def run_motionnft(
+    name: str,
+    run: dict[str, Any],
+    editor: dict[str, Any],
+    config: dict[str, Any],
+    train_table: str | Path,
+    bench_table: str | Path,
+    out_dir: str | Path,
+    state_dir: str | Path,
+    logger: logging.Logger,
+) -> dict[str, Any]:
+    """Train one ``train.<name>`` run; write its LoRA, checkpoints and metrics to ``out_dir``."""
+    random.seed(run["seed"])
+    train_pairs = load_pairs(train_table)
+    if not train_pairs:
+        raise ModelError(f"train.{name}: the train split {train_table} is empty; mine more videos")
+    eval_pairs = load_pairs(bench_table)[: run["eval_pairs"]] if run["eval_pairs"] else []
+    trainer = MotionNFT(name, run, editor, config, train_pairs, eval_pairs, logger)
+    state_dir, out_dir = Path(state_dir), Path(out_dir)
+    checkpoints = _Checkpoints(state_dir, settings_digest(run, editor, train_pairs))
+    state = checkpoints.load()
+    if state is not None:
+        trainer.load_state(state)
+        logger.info("resumed at step %d of %d", trainer.step, run["steps"])
+    main = trainer.acc.is_main_process
+    started = time.perf_counter()
+    writer = _tensorboard(state_dir / "tensorboard") if main else None
+    for _ in progress(range(trainer.step, run["steps"]), "motionnft", run["steps"] - trainer.step):
+        row = trainer.train_step()
+        if run["eval_every"] and (
+            trainer.step % run["eval_every"] == 0 or trainer.step == run["steps"]
+        ):
+            row |= trainer.evaluate()
+            logger.info("step %d: reward %.3f, eval MAS %.2f", trainer.step,
+                        row["reward_mean"], row.get("eval_mas", float("nan")))  # fmt: skip
+        trainer.rows.append(row)
+        if writer is not None:
+            for key, value in row.items():
+                if isinstance(value, int | float) and key != "step":
+                    writer.add_scalar(key, value, trainer.step)
+        if main and trainer.step % run["checkpoint_every"] == 0 and trainer.step < run["steps"]:
+            saved = trainer._with_ema()
+            trainer.adapter.save_lora(state_dir / f"step-{trainer.step:06d}", adapter_name=POLICY)
+            trainer._restore(saved)
+            checkpoints.save(trainer.state())
+    if not main:
+        return {}
+    trainer._with_ema()  # the EMA policy is what is saved and evaluated
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / "checkpoints").mkdir(parents=True)
+    trainer.adapter.save_lora(out_dir, adapter_name=POLICY)
+    for step_dir in sorted(state_dir.glob("step-*")):
+        shutil.copytree(step_dir, out_dir / "checkpoints" / step_dir.name)
+    _write_metrics(trainer.rows, out_dir / "metrics.csv")
+    last = trainer.rows[-1] if trainer.rows else {}
+    summary = {
+        "run": name,
+        "editor": editor["name"],
+        "steps": trainer.step,
+        "train_pairs": len(train_pairs),
+        "eval_pairs": len(eval_pairs),
+        "final_eval_mas": last.get("eval_mas"),
+        "seconds_this_session": round(time.perf_counter() - started, 1),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if writer is not None:
+        writer.close()
+    return summary
+
+
+def _tensorboard(path: Path) -> Any:
+    """A TensorBoard writer when tensorboard is installed; the CSV is always written."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path))

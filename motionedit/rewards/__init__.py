@@ -1,0 +1,97 @@
+"""Rewards for MotionNFT: a registry of components and their weighted mix.
+
+Each component scores a batch of edits (input image, edited image, instruction, target
+frame) with a value in [0, 1] per edit, or None where it could not (a reward server that
+failed for that edit). The mix is the weighted mean with the weights normalised to sum to
+one; an edit missing any component's value gets NaN, which the trainer's group filter drops.
+
+- ``motion``: the optical-flow motion reward (motionedit/rewards/motion.py);
+- ``mllm``: a vision-language model behind an OpenAI-compatible server (vLLM), the expected
+  0-5 score from the digit tokens' log-probabilities (motionedit/rewards/mllm.py);
+- ``appearance``: closeness to the ground-truth target frame, the deterministic stand-in for
+  the MLLM term that the offline default uses (motionedit/rewards/appearance.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+NAMES = ("motion", "mllm", "appearance")
+
+
+class Reward(Protocol):
+    name: str
+    last_errors: list[str | None]
+
+    def score(
+        self, inputs: list[Any], edited: list[Any], prompts: list[str], targets: list[Any]
+    ) -> list[float | None]: ...
+
+
+@dataclass
+class Scores:
+    total: torch.Tensor  # [N], NaN where a component is missing
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)  # [N] per component, NaN gaps
+    errors: list[str | None] = field(default_factory=list)  # per edit, the first reason
+
+
+class RewardMix:
+    def __init__(self, components: dict[str, Reward], weights: dict[str, float]) -> None:
+        total = sum(weights.values())
+        if total <= 0:
+            raise ValueError("reward weights must add up to more than 0")
+        self.components = components
+        self.weights = {k: w / total for k, w in weights.items() if w > 0}
+
+    def __call__(
+        self, inputs: list[Any], edited: list[Any], prompts: list[str], targets: list[Any]
+    ) -> Scores:
+        n = len(edited)
+        total = torch.zeros(n, dtype=torch.float64)
+        parts: dict[str, torch.Tensor] = {}
+        errors: list[str | None] = [None] * n
+        for name, weight in self.weights.items():
+            component = self.components[name]
+            values = component.score(inputs, edited, prompts, targets)
+            part = torch.tensor(
+                [float("nan") if v is None else v for v in values], dtype=total.dtype
+            )
+            for i, why in enumerate(component.last_errors or []):
+                if why and errors[i] is None:
+                    errors[i] = f"{name}: {why}"
+            parts[name] = part
+            total += weight * part
+        return Scores(total=total, parts=parts, errors=errors)
+
+
+def make_rewards(weights: dict[str, float], config: dict[str, Any], flow: Any = None) -> RewardMix:
+    """The mix a training run asks for; ``config`` is the validated workflow config."""
+    unknown = sorted(set(weights) - set(NAMES))
+    if unknown:
+        raise ValueError(f"unknown reward(s) {unknown}; known: {list(NAMES)}")
+    components: dict[str, Reward] = {}
+    for name, weight in weights.items():
+        if weight <= 0:
+            continue
+        if name == "motion":
+            from motionedit.rewards.motion import MotionReward
+
+            metrics = config["metrics"]
+            components[name] = MotionReward(
+                config["flow"], metrics["motion_reward"], metrics["mas"], flow=flow
+            )
+        elif name == "appearance":
+            from motionedit.rewards.appearance import AppearanceReward
+
+            components[name] = AppearanceReward(config["rewards"]["appearance"]["scale"])
+        else:
+            from motionedit.rewards.mllm import MLLMReward
+
+            components[name] = MLLMReward(config["rewards"]["mllm"])
+    return RewardMix(components, weights)
+
+
+__all__ = ["NAMES", "Reward", "RewardMix", "Scores", "make_rewards"]

@@ -1,0 +1,153 @@
+"""The MotionNFT trainer on a tiny FLUX.1 Kontext: it learns, logs, checkpoints, resumes exactly."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+import tiny_flux
+import torch
+import yaml
+from safetensors.torch import load_file
+from test_inference import make_bench
+
+from motionedit.config import validate_config
+from motionedit.models import editor_settings, load_editor
+from motionedit.models.base import LORA_WEIGHT_NAME
+from motionedit.nft.trainer import METRIC_COLUMNS, run_motionnft
+from motionedit.sft import STATE_FILE
+
+LOG = logging.getLogger("test-nft")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nft")
+    tiny_flux.build().save_pretrained(root / "pipe")
+    train, _ = make_bench(root / "train", n=6)
+    bench, _ = make_bench(root / "bench", n=2)
+    config = validate_config(
+        {
+            "sources": [{"name": "s", "kind": "synthetic"}],
+            "flow": {"backend": "dis", "max_side": 64},
+            "editors": {
+                "kontext": {
+                    "kind": "flux-kontext",
+                    "source": str(root / "pipe"),
+                    "max_area": 48 * 64,
+                    "max_sequence_length": 16,
+                    "device": "cpu",
+                }
+            },
+            "train": {
+                "nft": {
+                    "editor": "kontext",
+                    "steps": 6,
+                    "groups": 2,
+                    "group_size": 3,
+                    "sampling_steps": 2,
+                    "lr": 1e-3,
+                    "micro_batch": 4,
+                    "checkpoint_every": 2,
+                    "eval_every": 3,
+                    "eval_pairs": 2,
+                    "lora": {"rank": 4, "alpha": 4},
+                    "rewards": {"motion": 0.5, "appearance": 0.5},
+                    "group_filter": {"min_std": 0.0},
+                }
+            },
+        }
+    )
+    return root, train, bench, config
+
+
+def run(setup, out, state, **changes):
+    _, train, bench, config = setup
+    spec = copy.deepcopy(config["train"]["nft"]) | changes
+    editor = editor_settings(config, "kontext")
+    return run_motionnft("nft", spec, editor, config, train, bench, out, state, LOG)
+
+
+def test_a_run_writes_a_loadable_lora_checkpoints_and_the_training_curve(setup, tmp_path):
+    summary = run(setup, tmp_path / "out", tmp_path / "state")
+    out = tmp_path / "out"
+    assert summary["steps"] == 6 and summary["eval_pairs"] == 2
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics["step"]) == list(range(1, 7))
+    assert set(METRIC_COLUMNS) <= set(metrics.columns)
+    assert {"reward_motion", "reward_appearance"} <= set(metrics.columns)
+    assert metrics["eval_mas"].notna().tolist() == [False, False, True, False, False, True]
+    assert metrics["groups"].eq(2).all() and metrics["reward_mean"].between(0, 1).all()
+    assert (metrics[["sampling_s", "reward_s", "optimisation_s"]] > 0).all().all()
+    assert metrics["decay"].tolist() == pytest.approx([0.001 * s for s in range(1, 7)])
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step-000002",
+        "step-000004",
+    ]
+    adapter = load_editor(editor_settings(setup[3], "kontext"))
+    adapter.load_lora(out)  # the diffusers LoRA format, read by the pipeline's own loader
+    adapter.load_lora(out / "checkpoints" / "step-000004", adapter_name="step4")
+    weights = load_file(out / LORA_WEIGHT_NAME)
+    assert weights and all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_the_policy_moves_and_filtered_groups_skip_the_update(setup, tmp_path):
+    run(setup, tmp_path / "a", tmp_path / "sa", steps=2, eval_every=0, ema_decay=0.0)
+    moved = load_file(tmp_path / "a" / LORA_WEIGHT_NAME)
+    # Every group filtered (any std is below 10, every mean above -1): the policy stays at
+    # its initialisation, whose B matrices are zero.
+    run(setup, tmp_path / "b", tmp_path / "sb", steps=2, eval_every=0, ema_decay=0.0,
+        group_filter={"min_std": 10.0, "max_mean": -1.0})  # fmt: skip
+    still = load_file(tmp_path / "b" / LORA_WEIGHT_NAME)
+    b_keys = [k for k in still if "lora_B" in k]
+    assert b_keys and all(torch.count_nonzero(still[k]) == 0 for k in b_keys)
+    assert any(torch.count_nonzero(moved[k]) > 0 for k in b_keys)
+    log = pd.read_csv(tmp_path / "b" / "metrics.csv")
+    assert log["filtered_fraction"].eq(1.0).all() and log["loss"].isna().all()
+
+
+def test_a_killed_run_resumes_and_ends_with_the_same_lora(setup, tmp_path):
+    run(setup, tmp_path / "a", tmp_path / "state-a")
+    full = load_file(tmp_path / "a" / LORA_WEIGHT_NAME)
+
+    root, train, bench, config = setup
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+    script = textwrap.dedent(
+        f"""
+        import logging, yaml
+        from motionedit.models import editor_settings
+        from motionedit.nft.trainer import run_motionnft
+        cfg = yaml.safe_load(open({str(tmp_path / "cfg.yaml")!r}))
+        run_motionnft("nft", cfg["train"]["nft"], editor_settings(cfg, "kontext"), cfg,
+                      {str(train)!r}, {str(bench)!r}, {str(tmp_path / "k")!r},
+                      {str(tmp_path / "state-k")!r}, logging.getLogger())
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    state = tmp_path / "state-k" / STATE_FILE
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file():
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert torch.load(state, weights_only=True)["step"] in (2, 4)
+
+    run(setup, tmp_path / "k", tmp_path / "state-k")
+    resumed = load_file(tmp_path / "k" / LORA_WEIGHT_NAME)
+    assert resumed.keys() == full.keys()
+    assert all(torch.allclose(full[n], resumed[n], atol=1e-6) for n in full)
+    a = pd.read_csv(tmp_path / "a" / "metrics.csv")
+    k = pd.read_csv(tmp_path / "k" / "metrics.csv")
+    assert a["loss"].tolist() == pytest.approx(k["loss"].tolist())
+    assert a["eval_mas"].fillna(-1).tolist() == pytest.approx(k["eval_mas"].fillna(-1).tolist())
