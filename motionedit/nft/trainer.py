@@ -40,6 +40,7 @@ import torch
 
 from motionedit.metrics import score_edits
 from motionedit.models import EditorAdapter, ModelError, load_editor
+from motionedit.models.base import tensor_to_pil
 from motionedit.nft.objective import (
     blend_,
     group_keep,
@@ -261,7 +262,7 @@ class MotionNFT:
         k = run["group_size"]
         scores = self.rewards(
             [p.input for p in batch for _ in range(k)],
-            list(images),
+            tensor_to_pil(images),  # scored as the 8-bit images an edit is saved as
             [p.prompt for p in batch for _ in range(k)],
             [p.target for p in batch for _ in range(k)],
         )
@@ -334,7 +335,7 @@ class MotionNFT:
             cond = adapter.condition([pair.input], [pair.prompt])
             noise = adapter.noise(cond, torch.Generator().manual_seed(self.run["seed"] + i))
             x0 = adapter.sample(cond, self.run["sampling_steps"], latents=noise)
-            edited.append(adapter.decode(x0, cond).float().cpu()[0])
+            edited.extend(tensor_to_pil(adapter.decode(x0, cond)))
             inputs.append(pair.input)
             targets.append(pair.target)
         self._restore(saved)

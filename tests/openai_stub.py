@@ -1,0 +1,225 @@
+"""A local HTTP server that speaks the OpenAI chat-completions wire format as vLLM returns it.
+
+Only the network boundary is replaced: the reward builds real requests with ``requests``,
+and the replies carry ``logprobs.content[0].top_logprobs`` exactly as ``vllm serve`` sends
+them (token, logprob, bytes). The server answers ``POST /v1/chat/completions``.
+
+Each call first takes the next scripted behaviour, if any is queued:
+``{"status": 500}``, ``{"status": 429, "retry_after": "0.1"}``, ``{"hang": 2.0}`` (answers
+late; a client with a shorter timeout has gone by then), ``{"content": "3", "logprobs": None}``
+(no log-probabilities, as servers that ignore the option reply) or
+``{"content": "...", "top_logprobs": [("4", -0.1), ...]}``. Otherwise ``answer(body)`` gives
+the behaviour, by default a "4" with p(4)=0.6, p(5)=0.3, p(3)=0.1 and a little mass on " ".
+With ``api_key`` set, a request without that bearer token gets vLLM's 401.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+DEFAULT_TOP = [("4", math.log(0.6)), ("5", math.log(0.3)), ("3", math.log(0.1)), (" ", -9.0)]
+
+
+def default_answer(body: dict[str, Any]) -> dict[str, Any]:
+    return {"content": "4", "top_logprobs": DEFAULT_TOP}
+
+
+def request_texts(body: dict[str, Any]) -> list[str]:
+    """The text parts of a chat-completions request, in order."""
+    return [
+        part["text"]
+        for message in body.get("messages", [])
+        for part in message.get("content", [])
+        if isinstance(part, dict) and part.get("type") == "text"
+    ]
+
+
+def request_image_urls(body: dict[str, Any]) -> list[str]:
+    return [
+        part["image_url"]["url"]
+        for message in body.get("messages", [])
+        for part in message.get("content", [])
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    ]
+
+
+def decode_data_uri(url: str) -> Image.Image:
+    header, data = url.split(",", 1)
+    assert header == "data:image/png;base64", header
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    image.load()
+    return image
+
+
+def _token_entry(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+
+def completion(
+    content: str,
+    top: list[tuple[str, float]] | list[dict[str, Any]] | None,
+    model: str,
+    request_id: int,
+) -> dict[str, Any]:
+    """A chat.completion object; ``top=None`` leaves out the log-probabilities."""
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": {"role": "assistant", "content": content, "tool_calls": []},
+        "logprobs": None,
+        "finish_reason": "length",
+        "stop_reason": None,
+    }
+    if top is not None:
+        entries = [e if isinstance(e, dict) else _token_entry(*e) for e in top]
+        chosen = next((e for e in entries if e["token"] == content), None)
+        if chosen is None:
+            chosen = entries[0] if entries else _token_entry(content, 0.0)
+        choice["logprobs"] = {
+            "content": [
+                {
+                    "token": content,
+                    "logprob": chosen["logprob"],
+                    "bytes": list(content.encode()),
+                    "top_logprobs": entries,
+                }
+            ]
+        }
+    return {
+        "id": f"chatcmpl-stub{request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": {"prompt_tokens": 900, "total_tokens": 901, "completion_tokens": 1},
+        "prompt_logprobs": None,
+    }
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    kinds = {400: "BadRequestError", 404: "NotFoundError", 429: "RateLimitError"}
+    kind = kinds.get(status, "InternalServerError" if status >= 500 else "Error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": status}}
+
+
+class OpenAIStub:
+    def __init__(
+        self,
+        answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        api_key: str | None = None,
+    ):
+        self.answer = answer or default_answer
+        self.api_key = api_key
+        self.script: deque[dict[str, Any]] = deque()
+        self.lock = threading.Lock()
+        self.calls: list[dict[str, Any]] = []  # every request body received
+        self.authorizations: list[str | None] = []  # the Authorization header of each call
+        self.arrivals: list[float] = []  # time.monotonic() at each call
+        self.finished: list[int] = []  # call numbers in the order their replies were sent
+        self.paths: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> OpenAIStub:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                stub._post(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_port}/v1"
+
+    @property
+    def count(self) -> int:
+        return len(self.calls)
+
+    def queue(self, *steps: dict[str, Any]) -> None:
+        with self.lock:
+            self.script.extend(steps)
+
+    @staticmethod
+    def _send(
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        data = json.dumps(body).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test)
+
+    def _post(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length)
+        path = handler.path.split("?")[0]
+        authorization = handler.headers.get("Authorization")
+        with self.lock:
+            self.paths.append(path)
+        if path != "/v1/chat/completions":
+            return self._send(handler, 404, error_body(404, f"no route {path}"))
+        if self.api_key is not None and authorization != f"Bearer {self.api_key}":
+            return self._send(handler, 401, {"error": "Unauthorized"})
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self._send(handler, 400, error_body(400, "the body is not JSON"))
+        with self.lock:
+            number = len(self.calls)
+            self.calls.append(body)
+            self.authorizations.append(authorization)
+            self.arrivals.append(time.monotonic())
+            step = self.script.popleft() if self.script else None
+        if step is None:
+            step = self.answer(body)
+        if "hang" in step:
+            time.sleep(step["hang"])
+        if "status" in step:
+            headers = {"Retry-After": step["retry_after"]} if "retry_after" in step else None
+            reply = error_body(step["status"], step.get("message", "scripted failure"))
+            status = step["status"]
+        else:
+            top = step.get("top_logprobs", DEFAULT_TOP)
+            if "logprobs" in step and step["logprobs"] is None:
+                top = None
+            reply = completion(step.get("content", "4"), top, body.get("model", "?"), number)
+            status, headers = 200, None
+        with self.lock:
+            self.finished.append(number)
+        self._send(handler, status, reply, headers)
