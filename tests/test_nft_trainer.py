@@ -151,3 +151,31 @@ def test_a_killed_run_resumes_and_ends_with_the_same_lora(setup, tmp_path):
     k = pd.read_csv(tmp_path / "k" / "metrics.csv")
     assert a["loss"].tolist() == pytest.approx(k["loss"].tolist())
     assert a["eval_mas"].fillna(-1).tolist() == pytest.approx(k["eval_mas"].fillna(-1).tolist())
+
+
+def test_two_processes_under_accelerate_launch_train_together(setup, tmp_path):
+    """The multi-GPU path (one process per device, gradients averaged), run on the CPU."""
+    from motionedit.nft.launch import launch
+
+    _, train, bench, config = setup
+    settings = {
+        "name": "nft",
+        "run": copy.deepcopy(config["train"]["nft"]) | {"steps": 2, "eval_every": 0},
+        "editor": editor_settings(config, "kontext"),
+        "config": config,
+        "train_table": str(train),
+        "bench_table": str(bench),
+        "out_dir": str(tmp_path / "out"),
+        "state_dir": str(tmp_path / "state"),
+        "log": str(tmp_path / "train.log"),
+    }
+    summary = launch(settings, processes=2, logger=LOG, cpu=True)
+    assert summary["steps"] == 2
+    assert (tmp_path / "out" / LORA_WEIGHT_NAME).is_file()
+    assert (tmp_path / "train.log.rank1").is_file() and (tmp_path / "train.log.rank0").is_file()
+    single = run(setup, tmp_path / "one", tmp_path / "state-one", steps=2, eval_every=0)
+    assert single["steps"] == 2
+    # Two processes saw twice the prompts per step, so the weights differ from one process's.
+    a = load_file(tmp_path / "out" / LORA_WEIGHT_NAME)
+    b = load_file(tmp_path / "one" / LORA_WEIGHT_NAME)
+    assert any(not torch.equal(a[k], b[k]) for k in a)

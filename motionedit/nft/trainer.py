@@ -154,6 +154,22 @@ class MotionNFT:
         self.step = 0
 
     # ------------------------------------------------------------------ state
+    def rng_state(self) -> dict[str, Any]:
+        return {
+            "sampler": self.sampler.rng.bit_generator.state,
+            "noise": self.noise_gen.get_state(),
+            "train": self.train_gen.get_state(),
+            "python": random.getstate(),
+            "torch": torch.get_rng_state(),
+        }
+
+    def set_rng_state(self, rng: dict[str, Any]) -> None:
+        self.sampler.rng.bit_generator.state = rng["sampler"]
+        self.noise_gen.set_state(rng["noise"])
+        self.train_gen.set_state(rng["train"])
+        random.setstate(rng["python"])
+        torch.set_rng_state(rng["torch"])
+
     def state(self) -> dict[str, Any]:
         return {
             "step": self.step,
@@ -161,13 +177,7 @@ class MotionNFT:
             "old": [p.detach().clone() for p in self.old],
             "ema": self.ema,
             "optimiser": self.optimiser.state_dict(),
-            "rng": {
-                "sampler": self.sampler.rng.bit_generator.state,
-                "noise": self.noise_gen.get_state(),
-                "train": self.train_gen.get_state(),
-                "python": random.getstate(),
-                "torch": torch.get_rng_state(),
-            },
+            "rng": self.rng_state(),
             "log": list(self.rows),
         }
 
@@ -179,12 +189,7 @@ class MotionNFT:
                 p.copy_(v)
         self.ema = state["ema"]
         self.optimiser.load_state_dict(state["optimiser"])
-        rng = state["rng"]
-        self.sampler.rng.bit_generator.state = rng["sampler"]
-        self.noise_gen.set_state(rng["noise"])
-        self.train_gen.set_state(rng["train"])
-        random.setstate(rng["python"])
-        torch.set_rng_state(rng["torch"])
+        self.set_rng_state(state["rng"])
         self.rows = list(state["log"])
         self.step = int(state["step"])
 
@@ -210,7 +215,7 @@ class MotionNFT:
         """One optimiser step on the kept samples; returns the mean loss terms."""
         adapter, run = self.adapter, self.run
         index = torch.nonzero(keep).flatten()
-        n = len(index) * run["timesteps_per_sample"]
+        n = max(1, len(index) * run["timesteps_per_sample"])
         sums = {"loss": 0.0, "policy_loss": 0.0, "positive": 0.0, "negative": 0.0, "kl": 0.0}
         self.optimiser.zero_grad(set_to_none=True)
         for _ in range(run["timesteps_per_sample"]):
@@ -283,10 +288,13 @@ class MotionNFT:
         }
         for name, part in scores.parts.items():
             row[f"reward_{name}"] = float(torch.nanmean(part))
-        if keep_groups.any():
+        keep = keep_groups[:, None].expand(-1, k).reshape(-1)
+        if keep_groups.any() or self.acc.num_processes > 1:
+            # With several processes every one takes part in the gradient average, even
+            # with nothing to learn from its own groups (it contributes zeros).
             r = torch.full_like(raw, 0.5)
-            r[keep_groups] = optimality_rewards(raw[keep_groups], run["adv_clip"])
-            keep = keep_groups[:, None].expand(-1, k).reshape(-1)
+            if keep_groups.any():
+                r[keep_groups] = optimality_rewards(raw[keep_groups], run["adv_clip"])
             row |= self._optimise(cond, x0, r.reshape(-1), keep)
         else:
             self.log.info("step %d: every group was filtered; no update", self.step + 1)
@@ -383,11 +391,15 @@ def run_motionnft(
     trainer = MotionNFT(name, run, editor, config, train_pairs, eval_pairs, logger)
     state_dir, out_dir = Path(state_dir), Path(out_dir)
     checkpoints = _Checkpoints(state_dir, settings_digest(run, editor, train_pairs))
+    rank = trainer.acc.process_index
+    main = trainer.acc.is_main_process
     state = checkpoints.load()
     if state is not None:
         trainer.load_state(state)
+        rank_rng = state_dir / f"rng-{rank}.pt"
+        if not main and rank_rng.is_file():  # the other processes' own random streams
+            trainer.set_rng_state(torch.load(rank_rng, weights_only=True))
         logger.info("resumed at step %d of %d", trainer.step, run["steps"])
-    main = trainer.acc.is_main_process
     started = time.perf_counter()
     writer = _tensorboard(state_dir / "tensorboard") if main else None
     for _ in progress(range(trainer.step, run["steps"]), "motionnft", run["steps"] - trainer.step):
@@ -403,11 +415,16 @@ def run_motionnft(
             for key, value in row.items():
                 if isinstance(value, int | float) and key != "step":
                     writer.add_scalar(key, value, trainer.step)
-        if main and trainer.step % run["checkpoint_every"] == 0 and trainer.step < run["steps"]:
-            saved = trainer._with_ema()
-            trainer.adapter.save_lora(state_dir / f"step-{trainer.step:06d}", adapter_name=POLICY)
-            trainer._restore(saved)
-            checkpoints.save(trainer.state())
+        if trainer.step % run["checkpoint_every"] == 0 and trainer.step < run["steps"]:
+            if main:
+                saved = trainer._with_ema()
+                step_dir = state_dir / f"step-{trainer.step:06d}"
+                trainer.adapter.save_lora(step_dir, adapter_name=POLICY)
+                trainer._restore(saved)
+                checkpoints.save(trainer.state())
+            else:
+                state_dir.mkdir(parents=True, exist_ok=True)
+                torch.save(trainer.rng_state(), state_dir / f"rng-{rank}.pt")
     if not main:
         return {}
     trainer._with_ema()  # the EMA policy is what is saved and evaluated
