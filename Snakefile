@@ -20,4 +20,5 @@ rule all:
     default_target: True
     input:
         rules.dataset.output,
+        expand("results/train/{nft}", nft=config["train"]),
         expand("results/eval/{model}/outputs.parquet", model=config["models"]),

@@ -24,6 +24,7 @@ wildcard_constraints:
     src="[A-Za-z0-9][A-Za-z0-9_.-]*",
     shard=r"\d\d\d\d+",
     run=_one_of(config["sft"]),
+    nft=_one_of(config["train"]),
     model=_one_of(config["models"]),
 
 
@@ -33,8 +34,9 @@ def per_shard(pattern):
 
 
 def _made_here(path):
-    """A path the workflow makes (an `sft` run's folder) is an input; a hub id is not."""
-    if path and path.startswith("results/models/"):
+    """A path the workflow makes (an `sft` or `train` run's folder) is an input; a hub id
+    is not."""
+    if path and path.startswith(("results/models/", "results/train/")):
         return [path.rstrip("/")]
     return []
 
@@ -56,12 +58,21 @@ def model_inputs(model):
     )
 
 
-def sft_editor(run):
-    """The editor of an SFT run without the user's inference settings, which training does
-    not use: changing the number of inference steps must not retrain a model."""
-    name = config["sft"][run]["editor"]
+def training_editor(section, run):
+    """The editor of an `sft` or `train` run without the user's inference settings, which
+    training does not use: changing the number of inference steps must not retrain a model.
+    """
+    name = config[section][run]["editor"]
     editor = {k: v for k, v in config["editors"][name].items() if k != "inference"}
     return editor_settings({"editors": {name: editor}}, name)
+
+
+def train_inputs(run):
+    """What a MotionNFT run starts from: its editor's weights and its initial LoRA."""
+    spec = config["train"][run]
+    return _made_here(config["editors"][spec["editor"]]["source"]) + _made_here(
+        spec["init_lora"]
+    )
 
 
 def model_config(model):

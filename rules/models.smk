@@ -13,10 +13,36 @@ rule sft:
     threads: workflow.cores
     params:
         run=lambda w: config["sft"][w.run],
-        editor=lambda w: sft_editor(w.run),
+        editor=lambda w: training_editor("sft", w.run),
         checkpoints=lambda w: f"results/checkpoints/sft/{w.run}",
     script:
         "../workflow_scripts/sft.py"
+
+
+rule train:
+    input:
+        train="results/dataset/train/data.parquet",
+        bench="results/dataset/bench/data.parquet",
+        base=lambda w: train_inputs(w.nft),
+    output:
+        directory("results/train/{nft}"),
+    log:
+        "results/logs/train/{nft}.log",
+    benchmark:
+        "results/benchmarks/train/{nft}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=lambda w: config["train"][w.nft]["gpus"],
+    params:
+        run=lambda w: config["train"][w.nft],
+        editor=lambda w: training_editor("train", w.nft),
+        # What the rewards and the held-out MAS read; changing it retrains.
+        config={k: config[k] for k in ("flow", "metrics", "rewards")},
+        state_dir=lambda w: f"results/checkpoints/train/{w.nft}",
+    script:
+        "../workflow_scripts/train.py"
 
 
 rule infer:

@@ -45,10 +45,25 @@ CONFIG = {
         },
         "tiny-lora": {"editor": "tiny", "steps": 3, "batch_size": 2, "lora": {"rank": 2}},
     },
+    "train": {
+        "tiny-nft": {
+            "editor": "tiny",
+            "steps": 2,
+            "groups": 2,
+            "group_size": 2,
+            "sampling_steps": 1,
+            "rewards": {"motion": 0.5, "appearance": 0.5},
+            "checkpoint_every": 1,
+            "eval_every": 1,
+            "eval_pairs": 2,
+            "lora": {"rank": 2},
+        }
+    },
     "models": {
         "do-nothing": {"kind": "identity"},
         "tiny": {"kind": "editor", "editor": "tiny"},
         "tiny-lora": {"kind": "editor", "editor": "tiny", "lora": "results/models/tiny-lora"},
+        "tiny-nft": {"kind": "editor", "editor": "tiny", "lora": "results/train/tiny-nft"},
         "closed": {"kind": "predictions", "path": "predictions", "pattern": "{id}.png"},
     },
 }
@@ -94,6 +109,18 @@ def test_the_tiny_editor_is_a_diffusers_pipeline_with_its_training_log(workdir):
     ).is_file()
 
 
+def test_motionnft_trains_on_the_tiny_editor_and_its_lora_is_evaluated(workdir):
+    folder = workdir / "results" / "train" / "tiny-nft"
+    metrics = pd.read_csv(folder / "metrics.csv")
+    assert metrics["step"].tolist() == [0, 1, 2] and metrics["eval_mas"].notna().all()
+    assert (folder / "pytorch_lora_weights.safetensors").is_file()
+    assert (folder / "checkpoints" / "step-000001").is_dir()
+    assert (workdir / "results" / "checkpoints" / "train" / "tiny-nft" / "state.pt").is_file()
+    assert (workdir / "results" / "benchmarks" / "train" / "tiny-nft.tsv").is_file()
+    out = pd.read_parquet(workdir / "results" / "eval" / "tiny-nft" / "outputs.parquet")
+    assert (out["error"] == "").all()
+
+
 def test_rerun_does_nothing_and_a_new_model_runs_alone(workdir):
     assert "Nothing to be done" in snakemake(workdir, "--dry-run").stdout
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
@@ -104,7 +131,7 @@ def test_rerun_does_nothing_and_a_new_model_runs_alone(workdir):
         snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml"))
     )
     # The editor's inference settings changed: its models rerun, the training does not.
-    assert plan == {"infer": 3, "all": 1}
+    assert plan == {"infer": 4, "all": 1}
 
 
 def test_a_model_naming_an_unknown_editor_fails_before_any_job(tmp_path):

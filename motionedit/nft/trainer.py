@@ -143,7 +143,9 @@ class MotionNFT:
         self.optimiser = torch.optim.AdamW(
             self.policy, lr=run["lr"], weight_decay=run["weight_decay"]
         )
-        self.rewards = rewards or make_rewards(run["rewards"], config)
+        self.rewards = rewards or make_rewards(
+            run["rewards"], config, motion_bins=run["motion_reward_bins"]
+        )
         rank = self.acc.process_index
         self.sampler = BucketSampler(
             _batches_by_size(adapter, train_pairs), run["groups"], run["seed"] + 7919 * rank
@@ -219,7 +221,9 @@ class MotionNFT:
         sums = {"loss": 0.0, "policy_loss": 0.0, "positive": 0.0, "negative": 0.0, "kl": 0.0}
         self.optimiser.zero_grad(set_to_none=True)
         for _ in range(run["timesteps_per_sample"]):
-            sigma_all = sample_sigmas(len(index), run["sigma_sampling"], self.train_gen)
+            sigma_all = sample_sigmas(
+                len(index), run["sigma_sampling"], self.train_gen, run["sigma_one_fraction"]
+            )
             noise_all = torch.randn((len(index), *x0.shape[1:]), generator=self.train_gen)
             for part in torch.arange(len(index)).split(run["micro_batch"]):
                 idx = index[part]
@@ -402,6 +406,9 @@ def run_motionnft(
         logger.info("resumed at step %d of %d", trainer.step, run["steps"])
     started = time.perf_counter()
     writer = _tensorboard(state_dir / "tensorboard") if main else None
+    if run["eval_every"] and trainer.step == 0:  # the curve starts at the base model
+        trainer.rows.append({"step": 0} | trainer.evaluate())
+        logger.info("step 0 (the base model): eval MAS %.2f", trainer.rows[-1].get("eval_mas", 0))
     for _ in progress(range(trainer.step, run["steps"]), "motionnft", run["steps"] - trainer.step):
         row = trainer.train_step()
         if run["eval_every"] and (

@@ -67,8 +67,16 @@ class RewardMix:
         return Scores(total=total, parts=parts, errors=errors)
 
 
-def make_rewards(weights: dict[str, float], config: dict[str, Any], flow: Any = None) -> RewardMix:
-    """The mix a training run asks for; ``config`` is the validated workflow config."""
+def make_rewards(
+    weights: dict[str, float],
+    config: dict[str, Any],
+    flow: Any = None,
+    motion_bins: int | None = None,
+) -> RewardMix:
+    """The mix a training run asks for; ``config`` is the validated workflow config.
+
+    ``motion_bins`` overrides ``metrics.motion_reward.bins`` for this mix (0: continuous).
+    """
     unknown = sorted(set(weights) - set(NAMES))
     if unknown:
         raise ValueError(f"unknown reward(s) {unknown}; known: {list(NAMES)}")
@@ -80,9 +88,10 @@ def make_rewards(weights: dict[str, float], config: dict[str, Any], flow: Any = 
             from motionedit.rewards.motion import MotionReward
 
             metrics = config["metrics"]
-            components[name] = MotionReward(
-                config["flow"], metrics["motion_reward"], metrics["mas"], flow=flow
-            )
+            reward_cfg = dict(metrics["motion_reward"])
+            if motion_bins is not None:
+                reward_cfg["bins"] = motion_bins
+            components[name] = MotionReward(config["flow"], reward_cfg, metrics["mas"], flow=flow)
         elif name == "appearance":
             from motionedit.rewards.appearance import AppearanceReward
 

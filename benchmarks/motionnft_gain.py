@@ -1,0 +1,128 @@
+"""Does MotionNFT raise the benchmark MAS of the editor it post-trains? Where does a step go?
+
+Runs the workflow (the real snakemake CLI) on a config (the default config.yaml unless
+--config is given; --clips enlarges its synthetic corpus), then, for every `train` run and
+the model that evaluates its LoRA, compares benchmark MAS with the model of the same editor
+without it: per benchmark pair, with the configured flow, paired bootstrap 95% intervals of
+each mean and of the difference. Prints the run's training curve (held-out MAS per
+evaluation step, reward per step) and the share of step time spent in sampling, reward and
+optimisation (from its metrics.csv), and the wall time of the train job.
+
+    .venv/bin/python benchmarks/motionnft_gain.py [--config FILE] [--clips N] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.editor_quality import run_workflow  # noqa: E402
+from motionedit.config import validate_config  # noqa: E402
+from motionedit.flow import make_flow  # noqa: E402
+from motionedit.metrics import score_edits  # noqa: E402
+from motionedit.metrics.pixels import bootstrap_ci  # noqa: E402
+from motionedit.models.base import image_from_cell, to_pil  # noqa: E402
+
+
+def model_mas(workdir: Path, model: str, bench: pd.DataFrame, config: dict) -> pd.Series:
+    """MAS per benchmark id of a model's saved edits (errors left out)."""
+    root = workdir / "results" / "dataset" / "bench"
+    out = pd.read_parquet(workdir / "results" / "eval" / model / "outputs.parquet").set_index("id")
+    ids, inputs, edited, targets = [], [], [], []
+    for r in bench.itertuples():
+        if r.id in out.index and not out.loc[r.id, "error"]:
+            ids.append(r.id)
+            inputs.append(image_from_cell(r.input_image, root))
+            targets.append(image_from_cell(r.target_image, root))
+            edited.append(to_pil(workdir / "results" / "eval" / model / out.loc[r.id, "path"]))
+    metrics = config["metrics"]
+    rows = score_edits(
+        inputs, edited, targets, make_flow(config["flow"]), metrics["motion_reward"], metrics["mas"]
+    )
+    return pd.Series([r["mas"] for r in rows], index=ids, name=model)
+
+
+def pairs_to_compare(config: dict) -> list[tuple[str, str, str]]:
+    """(train run, model with its LoRA, model of the same editor without one)."""
+    out = []
+    models = config["models"]
+    for run, spec in config["train"].items():
+        lora = f"results/train/{run}"
+        tuned = [m for m, s in models.items() if s.get("lora", "").rstrip("/") == lora]
+        base = [
+            m
+            for m, s in models.items()
+            if s["kind"] == "editor" and s["editor"] == spec["editor"] and not s.get("lora")
+        ]
+        if tuned and base:
+            out.append((run, tuned[0], base[0]))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--config", default=str(ROOT / "config.yaml"))
+    ap.add_argument("--clips", type=int, default=None, help="synthetic clips (default: config's)")
+    ap.add_argument("--workdir", default=None, help="keep the run here (default: a temp folder)")
+    ap.add_argument("--cores", type=int, default=2)
+    args = ap.parse_args()
+    config = yaml.safe_load(Path(args.config).read_text())
+    if args.clips:
+        for source in config["sources"]:
+            if source["kind"] == "synthetic":
+                source["clips"] = args.clips
+    full = validate_config(copy.deepcopy(config))
+    comparisons = pairs_to_compare(full)
+    if not comparisons:
+        sys.exit("the config needs a `train` run, a model with its LoRA and one without")
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="motionnft-gain-"))
+    run_workflow(config, workdir, args.cores)
+    bench = pd.read_parquet(workdir / "results" / "dataset" / "bench" / "data.parquet")
+    print(f"workdir: {workdir}\nbenchmark pairs: {len(bench)}, flow: {full['flow']['backend']}\n")
+    for run, tuned, base in comparisons:
+        a = model_mas(workdir, base, bench, full)
+        b = model_mas(workdir, tuned, bench, full)
+        both = a.index.intersection(b.index)
+        m_a, lo_a, hi_a = bootstrap_ci(a[both].to_numpy())
+        m_b, lo_b, hi_b = bootstrap_ci(b[both].to_numpy())
+        d, lo_d, hi_d = bootstrap_ci((b[both] - a[both]).to_numpy())
+        print(f"## train.{run}: {base} -> {tuned} ({len(both)} pairs)\n")
+        print("| model | MAS [95% CI] |\n|---|---|")
+        print(f"| {base} (before MotionNFT) | {m_a:.2f} [{lo_a:.2f}, {hi_a:.2f}] |")
+        print(f"| {tuned} (MotionNFT) | {m_b:.2f} [{lo_b:.2f}, {hi_b:.2f}] |")
+        verdict = "significant" if lo_d > 0 or hi_d < 0 else "not significant"
+        print(f"\ndifference: {d:+.2f} [{lo_d:+.2f}, {hi_d:+.2f}] ({verdict} at 95%)\n")
+        metrics = pd.read_csv(workdir / "results" / "train" / run / "metrics.csv")
+        curve = metrics[metrics["eval_mas"].notna()][["step", "eval_mas"]]
+        print("training curve (held-out slice, the EMA policy, the rollout sampler):")
+        print("  " + ", ".join(f"{int(s)}: {m:.2f}" for s, m in curve.itertuples(index=False)))
+        steps = metrics[metrics["step"] > 0]
+        first, last = steps["reward_mean"].iloc[:10].mean(), steps["reward_mean"].iloc[-10:].mean()
+        phases = steps[["sampling_s", "reward_s", "optimisation_s"]].sum()
+        total = phases.sum()
+        print(
+            f"step time: {total / len(steps):.2f} s on average; sampling "
+            f"{phases['sampling_s'] / total:.0%}, reward {phases['reward_s'] / total:.0%}, "
+            f"optimisation {phases['optimisation_s'] / total:.0%}; groups filtered "
+            f"{steps['filtered_fraction'].mean():.0%}; reward {first:.3f} (first 10 steps) -> "
+            f"{last:.3f} (last 10)"
+        )
+        tsv = workdir / "results" / "benchmarks" / "train" / f"{run}.tsv"
+        if tsv.is_file():
+            seconds = float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])
+            print(f"train job: {seconds:.0f} s wall\n")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,30 @@
+"""Post-train one editor with MotionNFT (one process, or one per GPU through accelerate)."""
+
+import sys
+from pathlib import Path
+
+# The repository's motionedit/ package, whichever environment (venv, conda) runs the job.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+import torch
+
+from motionedit.nft.launch import launch
+from motionedit.runlog import job_logger
+
+log = job_logger(snakemake.log)
+torch.set_num_threads(snakemake.threads)
+run = snakemake.params.run
+settings = {
+    "name": snakemake.wildcards.nft,
+    "run": run,
+    "editor": snakemake.params.editor,
+    "config": snakemake.params.config,
+    "train_table": snakemake.input.train,
+    "bench_table": snakemake.input.bench,
+    "out_dir": snakemake.output[0],
+    "state_dir": snakemake.params.state_dir,
+}
+if run["gpus"] > 1:
+    settings["log"] = snakemake.log[0]
+summary = launch(settings, max(1, run["gpus"]), log)
+log.info("motionnft: %s", summary)
