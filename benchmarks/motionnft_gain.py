@@ -58,7 +58,7 @@ def pairs_to_compare(config: dict) -> list[tuple[str, str, str]]:
     models = config["models"]
     for run, spec in config["train"].items():
         lora = f"results/train/{run}"
-        tuned = [m for m, s in models.items() if s.get("lora", "").rstrip("/") == lora]
+        tuned = [m for m, s in models.items() if (s.get("lora") or "").rstrip("/") == lora]
         base = [
             m
             for m, s in models.items()

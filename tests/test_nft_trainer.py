@@ -180,3 +180,31 @@ def test_two_processes_under_accelerate_launch_train_together(setup, tmp_path):
     a = load_file(tmp_path / "out" / LORA_WEIGHT_NAME)
     b = load_file(tmp_path / "one" / LORA_WEIGHT_NAME)
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("plus", [False, True], ids=["edit", "edit-plus"])
+def test_the_same_trainer_runs_qwen_image_edit(tmp_path, plus):
+    from test_models_qwen import MAX_AREA, save_like_the_hub
+    from tiny_qwen import tiny_pipeline
+
+    source = save_like_the_hub(tiny_pipeline(plus), tmp_path / "qwen")
+    train, _ = make_bench(tmp_path / "train", n=3, sizes=((48, 64),))
+    config = validate_config(
+        {
+            "sources": [{"name": "s", "kind": "synthetic"}],
+            "flow": {"backend": "dis", "max_side": 64},
+            "editors": {"q": {"kind": "qwen-image-edit-plus" if plus else "qwen-image-edit",
+                              "source": str(source), "max_area": MAX_AREA, "device": "cpu"}},
+            "train": {"q": {"editor": "q", "steps": 2, "groups": 1, "group_size": 2,
+                            "sampling_steps": 2, "eval_every": 2, "eval_pairs": 1,
+                            "lora": {"rank": 2, "alpha": 2},
+                            "rewards": {"motion": 0.5, "appearance": 0.5}}},
+        }
+    )  # fmt: skip
+    summary = run_motionnft("q", config["train"]["q"], editor_settings(config, "q"), config,
+                            train, train, tmp_path / "out", tmp_path / "state", LOG)  # fmt: skip
+    assert summary["steps"] == 2
+    metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    assert metrics["eval_mas"].notna().sum() == 2 and metrics["reward_mean"].iloc[1:].notna().all()
+    adapter = load_editor(editor_settings(config, "q"))
+    adapter.load_lora(tmp_path / "out")
