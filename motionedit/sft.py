@@ -180,7 +180,7 @@ def _load_trainable_state(modules: list[torch.nn.Module], states: list[dict]) ->
                 params[name].copy_(value)
 
 
-class _Checkpoints:
+class Checkpoints:
     """The resumable state of one run, written atomically (a kill leaves the last one whole)."""
 
     def __init__(self, directory: Path, digest: str):
@@ -219,7 +219,7 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator, sampler: B
     torch.set_rng_state(state["torch_global"])
 
 
-def _batches_by_size(adapter: EditorAdapter, pairs: list[Pair]) -> dict[tuple[int, int], list[int]]:
+def batches_by_size(adapter: EditorAdapter, pairs: list[Pair]) -> dict[tuple[int, int], list[int]]:
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, p in enumerate(pairs):
         buckets.setdefault(adapter.edit_size(p.input), []).append(i)
@@ -230,7 +230,7 @@ def train_flow_matching(
     adapter: EditorAdapter,
     pairs: list[Pair],
     run: dict[str, Any],
-    checkpoints: _Checkpoints,
+    checkpoints: Checkpoints,
     log_rows: list[dict[str, Any]],
     logger: logging.Logger,
     stage: str = "transformer",
@@ -248,7 +248,7 @@ def train_flow_matching(
         optimiser, _lr_lambda(run["warmup_steps"], run["steps"])
     )
     generator = torch.Generator().manual_seed(run["seed"] + 1)
-    sampler = BucketSampler(_batches_by_size(adapter, pairs), run["batch_size"], run["seed"])
+    sampler = BucketSampler(batches_by_size(adapter, pairs), run["batch_size"], run["seed"])
     ema = _trainable_state(modules) if run["ema_decay"] > 0 else None
     start = 0
     state = checkpoints.load()
@@ -356,7 +356,7 @@ def run_sft(
     pairs = load_pairs(train_table)
     if not pairs:
         raise ModelError(f"sft.{name}: the train split {train_table} is empty; mine more videos")
-    checkpoints = _Checkpoints(Path(checkpoint_dir), settings_digest(run, editor, pairs))
+    checkpoints = Checkpoints(Path(checkpoint_dir), settings_digest(run, editor, pairs))
     editor = dict(editor)  # loading resolves the device into it; the caller's dict stays as is
     log_rows: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -400,7 +400,7 @@ def _scratch_editor(
     run: dict[str, Any],
     editor: dict[str, Any],
     pairs: list[Pair],
-    checkpoints: _Checkpoints,
+    checkpoints: Checkpoints,
     log_rows: list[dict[str, Any]],
     logger: logging.Logger,
 ) -> EditorAdapter:

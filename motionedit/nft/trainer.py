@@ -52,9 +52,9 @@ from motionedit.rewards import RewardMix, make_rewards
 from motionedit.runlog import progress
 from motionedit.sft import (
     BucketSampler,
+    Checkpoints,
     Pair,
-    _batches_by_size,
-    _Checkpoints,
+    batches_by_size,
     load_pairs,
     sample_sigmas,
     settings_digest,
@@ -148,7 +148,7 @@ class MotionNFT:
         )
         rank = self.acc.process_index
         self.sampler = BucketSampler(
-            _batches_by_size(adapter, train_pairs), run["groups"], run["seed"] + 7919 * rank
+            batches_by_size(adapter, train_pairs), run["groups"], run["seed"] + 7919 * rank
         )
         self.noise_gen = torch.Generator().manual_seed(run["seed"] + 1 + 7919 * rank)
         self.train_gen = torch.Generator().manual_seed(run["seed"] + 2 + 7919 * rank)
@@ -321,7 +321,7 @@ class MotionNFT:
         return row
 
     # ------------------------------------------------------------------ evaluation
-    def _with_ema(self) -> list[torch.Tensor]:
+    def swap_in_ema(self) -> list[torch.Tensor]:
         """Swap the EMA weights into the policy; returns the policy's own to swap back."""
         saved = [p.detach().clone() for p in self.policy]
         if self.ema is not None:
@@ -330,7 +330,7 @@ class MotionNFT:
                     p.copy_(v)
         return saved
 
-    def _restore(self, saved: list[torch.Tensor]) -> None:
+    def restore_policy(self, saved: list[torch.Tensor]) -> None:
         with torch.no_grad():
             for p, v in zip(self.policy, saved, strict=True):
                 p.copy_(v)
@@ -340,7 +340,7 @@ class MotionNFT:
         """MAS and motion reward of the EMA policy on the held-out slice, fixed noise per pair."""
         if not self.eval_pairs:
             return {}
-        saved = self._with_ema()
+        saved = self.swap_in_ema()
         adapter, edited, inputs, targets = self.adapter, [], [], []
         _use(adapter, POLICY)
         for i, pair in enumerate(self.eval_pairs):
@@ -350,7 +350,7 @@ class MotionNFT:
             edited.extend(tensor_to_pil(adapter.decode(x0, cond)))
             inputs.append(pair.input)
             targets.append(pair.target)
-        self._restore(saved)
+        self.restore_policy(saved)
         motion = self.rewards.components.get("motion")
         if motion is None:
             from motionedit.flow import make_flow
@@ -394,7 +394,7 @@ def run_motionnft(
     eval_pairs = load_pairs(bench_table)[: run["eval_pairs"]] if run["eval_pairs"] else []
     trainer = MotionNFT(name, run, editor, config, train_pairs, eval_pairs, logger)
     state_dir, out_dir = Path(state_dir), Path(out_dir)
-    checkpoints = _Checkpoints(state_dir, settings_digest(run, editor, train_pairs))
+    checkpoints = Checkpoints(state_dir, settings_digest(run, editor, train_pairs))
     rank = trainer.acc.process_index
     main = trainer.acc.is_main_process
     state = checkpoints.load()
@@ -424,17 +424,17 @@ def run_motionnft(
                     writer.add_scalar(key, value, trainer.step)
         if trainer.step % run["checkpoint_every"] == 0 and trainer.step < run["steps"]:
             if main:
-                saved = trainer._with_ema()
+                saved = trainer.swap_in_ema()
                 step_dir = state_dir / f"step-{trainer.step:06d}"
                 trainer.adapter.save_lora(step_dir, adapter_name=POLICY)
-                trainer._restore(saved)
+                trainer.restore_policy(saved)
                 checkpoints.save(trainer.state())
             else:
                 state_dir.mkdir(parents=True, exist_ok=True)
                 torch.save(trainer.rng_state(), state_dir / f"rng-{rank}.pt")
     if not main:
         return {}
-    trainer._with_ema()  # the EMA policy is what is saved and evaluated
+    trainer.swap_in_ema()  # the EMA policy is what is saved and evaluated
     if out_dir.exists():
         shutil.rmtree(out_dir)
     (out_dir / "checkpoints").mkdir(parents=True)
