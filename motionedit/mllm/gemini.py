@@ -243,12 +243,18 @@ class GeminiCaller:
         replies: list[Reply | None] = [None] * len(requests)
         bar = progress_bar(len(requests), desc)
 
-        accepted, rejected = 0, 0
+        accepted, rejected, stopping = 0, 0, False
 
         async def one(i: int) -> None:
-            nonlocal accepted, rejected
+            nonlocal accepted, rejected, stopping
             async with slots:
-                reply = await self._ask(client, requests[i], limiter)
+                if stopping:  # woken by the slot a failing call gave up: ask nothing more
+                    return
+                try:
+                    reply = await self._ask(client, requests[i], limiter)
+                except MLLMError:
+                    stopping = True
+                    raise
             if reply.answered:
                 self.cache.put(requests[i].key, self._entry(requests[i], reply))
                 accepted += 1
@@ -258,6 +264,7 @@ class GeminiCaller:
                 # resolution it lacks) fail every request alike: stop instead of filling a
                 # shard with error rows that a rerun would not retry.
                 if rejected >= 3 and not accepted:
+                    stopping = True
                     raise MLLMError(
                         f"the service rejects every request of this stage ({reply.error}); "
                         "fix the stage's settings (model, thinking_budget, media_resolution)"
