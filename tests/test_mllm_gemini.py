@@ -129,7 +129,7 @@ def test_a_hang_past_the_timeout_is_a_timeout_row(tmp_path, key):
         start = time.monotonic()
         [reply] = GeminiCaller(cfg, LOG).run(requests(1), "t")
         assert reply.error.startswith("timeout: no answer within 0.4 s")
-        assert time.monotonic() - start < 1.8
+        assert time.monotonic() - start < 3.0  # the server would hold both tries for 4 s
 
 
 @pytest.mark.parametrize(
@@ -363,6 +363,7 @@ def test_a_run_killed_mid_way_asks_only_the_unanswered_on_restart(tmp_path, key)
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        time.sleep(0.5)  # requests already on the wire reach the server's count
         first = stub.count
         stored = len(list((tmp_path / "cache").glob("*/*.json")))
         assert 0 < stored < 40 and first >= stored
