@@ -94,3 +94,22 @@ def make_bad_videos(folder: Path) -> dict[str, Path]:
     plain.unlink()
     out["unicode"] = make_video(folder / "vidéo d'été 日本.mp4", seconds=7)
     return out
+
+
+def kill_once_written(script: str, path: Path, timeout: float = 120) -> None:
+    """Run ``script`` in a new Python process and SIGKILL it the moment ``path`` exists:
+    the crash a resume test recovers from. Fails if the process ends first."""
+    import os
+    import signal
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if path.is_file():
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 import pandas as pd
 import pytest
 import tiny_flux
 import torch
 import yaml
+from conftest import kill_once_written
 from safetensors.torch import load_file
 from test_inference import make_bench
 
@@ -132,16 +128,8 @@ def test_a_killed_run_resumes_and_ends_with_the_same_lora(setup, tmp_path):
                       {str(tmp_path / "state-k")!r}, logging.getLogger())
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     state = tmp_path / "state-k" / STATE_FILE
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if state.is_file():
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    kill_once_written(script, state)
     assert torch.load(state, weights_only=True)["step"] in (2, 4)
 
     run(setup, tmp_path / "k", tmp_path / "state-k")
