@@ -58,3 +58,26 @@ def test_unknown_rewards_and_empty_weights_are_refused():
         make_rewards({"clip": 1.0}, config())
     with pytest.raises(ValueError, match="more than 0"):
         RewardMix({}, {"motion": 0.0})
+
+
+def test_the_gemini_reward_goes_through_the_call_layer(tmp_path, monkeypatch):
+    import json
+
+    from gemini_stub import GeminiStub
+
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    with GeminiStub(answer=lambda body: json.dumps({"score": 4})) as stub:
+        stub.script.extend([{}, {"text": json.dumps({"score": 9})}, {"finish": "SAFETY"}])
+        cfg = config()
+        cfg["mllm"] |= {"base_url": stub.url, "cache_dir": str(tmp_path), "concurrency": 1}
+        mix = make_rewards({"gemini": 1.0}, cfg)
+        targets = frames(3, 60)
+        scores = mix(frames(3, 0), targets, ["Raise the arm."] * 3, targets)
+        body = stub.calls[0]
+    assert scores.total[0].item() == pytest.approx(0.8)
+    assert math.isnan(scores.total[1].item()) and scores.errors[1].startswith("gemini: schema")
+    assert scores.errors[2].startswith("gemini: finish: generation stopped with SAFETY")
+    parts = body["contents"][0]["parts"]
+    assert sum("inlineData" in p for p in parts) == 3  # input, result, reference
+    assert "Raise the arm." in parts[-1]["text"]

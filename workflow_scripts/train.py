@@ -18,7 +18,8 @@ settings = {
     "name": snakemake.wildcards.nft,
     "run": run,
     "editor": snakemake.params.editor,
-    "config": snakemake.params.config,
+    # The call layer's settings (key, quota, cache) change no answer: read, not a param.
+    "config": snakemake.params.config | {"mllm": snakemake.config["mllm"]},
     "train_table": snakemake.input.train,
     "bench_table": snakemake.input.bench,
     "out_dir": snakemake.output[0],

@@ -8,6 +8,8 @@ one; an edit missing any component's value gets NaN, which the trainer's group f
 - ``motion``: the optical-flow motion reward (motionedit/rewards/motion.py);
 - ``mllm``: a vision-language model behind an OpenAI-compatible server (vLLM), the expected
   0-5 score from the digit tokens' log-probabilities (motionedit/rewards/mllm.py);
+- ``gemini``: the same question asked of Gemini through the shared MLLM call layer
+  (motionedit/rewards/gemini.py);
 - ``appearance``: closeness to the ground-truth target frame, the deterministic stand-in for
   the MLLM term that the offline default uses (motionedit/rewards/appearance.py).
 """
@@ -19,7 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
-NAMES = ("motion", "mllm", "appearance")
+NAMES = ("motion", "mllm", "gemini", "appearance")
 
 
 class Reward(Protocol):
@@ -96,6 +98,14 @@ def make_rewards(
             from motionedit.rewards.appearance import AppearanceReward
 
             components[name] = AppearanceReward(config["rewards"]["appearance"]["scale"])
+        elif name == "gemini":
+            import logging
+
+            from motionedit.rewards.gemini import GeminiReward
+
+            components[name] = GeminiReward(
+                config["rewards"]["gemini"], config["mllm"], logging.getLogger(__name__)
+            )
         else:
             from motionedit.rewards.mllm import MLLMReward
 
