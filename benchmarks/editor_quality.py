@@ -81,20 +81,25 @@ def paired_distances(workdir: Path, model: str, bench: pd.DataFrame, root: Path)
     return pd.DataFrame(rows).set_index("id")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def workflow_arguments(doc: str) -> tuple[argparse.Namespace, dict, dict]:
+    """The options of a benchmark that runs the workflow: (args, the config as written with
+    --clips applied, the same validated with its defaults)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--config", default=str(ROOT / "config.yaml"))
     ap.add_argument("--clips", type=int, default=None, help="synthetic clips (default: config's)")
     ap.add_argument("--workdir", default=None, help="keep the run here (default: a temp folder)")
     ap.add_argument("--cores", type=int, default=2)
     args = ap.parse_args()
-
     config = yaml.safe_load(Path(args.config).read_text())
     if args.clips:
         for source in config["sources"]:
             if source["kind"] == "synthetic":
                 source["clips"] = args.clips
-    full = validate_config(copy.deepcopy(config))
+    return args, config, validate_config(copy.deepcopy(config))
+
+
+def main() -> None:
+    args, config, full = workflow_arguments(__doc__)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="editor-quality-"))
     run_workflow(config, workdir, args.cores)
 

@@ -13,21 +13,17 @@ optimisation (from its metrics.csv), and the wall time of the train job.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.editor_quality import run_workflow  # noqa: E402
-from motionedit.config import validate_config  # noqa: E402
+from benchmarks.editor_quality import run_workflow, workflow_arguments  # noqa: E402
 from motionedit.flow import make_flow  # noqa: E402
 from motionedit.metrics import score_edits  # noqa: E402
 from motionedit.metrics.pixels import bootstrap_ci  # noqa: E402
@@ -70,18 +66,7 @@ def pairs_to_compare(config: dict) -> list[tuple[str, str, str]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--config", default=str(ROOT / "config.yaml"))
-    ap.add_argument("--clips", type=int, default=None, help="synthetic clips (default: config's)")
-    ap.add_argument("--workdir", default=None, help="keep the run here (default: a temp folder)")
-    ap.add_argument("--cores", type=int, default=2)
-    args = ap.parse_args()
-    config = yaml.safe_load(Path(args.config).read_text())
-    if args.clips:
-        for source in config["sources"]:
-            if source["kind"] == "synthetic":
-                source["clips"] = args.clips
-    full = validate_config(copy.deepcopy(config))
+    args, config, full = workflow_arguments(__doc__)
     comparisons = pairs_to_compare(full)
     if not comparisons:
         sys.exit("the config needs a `train` run, a model with its LoRA and one without")

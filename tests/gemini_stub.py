@@ -20,8 +20,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from local_server import LocalJSONServer
 
 
 def request_text(body: dict[str, Any]) -> str:
@@ -36,7 +38,7 @@ def schema_fields(body: dict[str, Any]) -> set[str]:
     return set((config.get("responseSchema") or {}).get("properties", {}))
 
 
-class GeminiStub:
+class GeminiStub(LocalJSONServer):
     def __init__(
         self,
         answer: Callable[[dict[str, Any]], str] | None = None,
@@ -58,58 +60,19 @@ class GeminiStub:
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_submissions = 0
         self.poll_failures = 0  # the next this many batch polls answer 503
-        self._bucket = 0.0
-        self._stamp = time.monotonic()
-        self._server: ThreadingHTTPServer | None = None
-
-    # -------------------------------------------------------------- lifecycle
-    def __enter__(self) -> GeminiStub:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                stub._post(self)
-
-            def do_GET(self) -> None:
-                stub._get(self)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
         self._bucket = max(1.0, 2 * (self.rate or 0))
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        self._stamp = time.monotonic()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self.origin
 
     @property
     def count(self) -> int:
         return len(self.calls)
 
     # -------------------------------------------------------------- replies
-    @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test)
+    _send = staticmethod(LocalJSONServer.send_json)
 
     @staticmethod
     def error(status: int, message: str, retry_delay: str | None = None) -> dict[str, Any]:

@@ -23,9 +23,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from local_server import LocalJSONServer
 from PIL import Image
 
 DEFAULT_TOP = [("4", math.log(0.6)), ("5", math.log(0.3)), ("3", math.log(0.1)), (" ", -9.0)]
@@ -112,7 +113,7 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": status}}
 
 
-class OpenAIStub:
+class OpenAIStub(LocalJSONServer):
     def __init__(
         self,
         answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
@@ -127,36 +128,10 @@ class OpenAIStub:
         self.arrivals: list[float] = []  # time.monotonic() at each call
         self.finished: list[int] = []  # call numbers in the order their replies were sent
         self.paths: list[str] = []
-        self._server: ThreadingHTTPServer | None = None
-
-    def __enter__(self) -> OpenAIStub:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                stub._post(self)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_port}/v1"
+        return f"{self.origin}/v1"
 
     @property
     def count(self) -> int:
@@ -166,24 +141,7 @@ class OpenAIStub:
         with self.lock:
             self.script.extend(steps)
 
-    @staticmethod
-    def _send(
-        handler: BaseHTTPRequestHandler,
-        status: int,
-        body: dict[str, Any],
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        data = json.dumps(body).encode()
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test)
+    _send = staticmethod(LocalJSONServer.send_json)
 
     def _post(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
