@@ -81,6 +81,12 @@ def paired_distances(workdir: Path, model: str, bench: pd.DataFrame, root: Path)
     return pd.DataFrame(rows).set_index("id")
 
 
+def job_seconds(workdir: Path, rule: str, name: str) -> float | None:
+    """Wall time of one job from its rule's benchmark table, None if it did not run."""
+    tsv = workdir / "results" / "benchmarks" / rule / f"{name}.tsv"
+    return float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]) if tsv.is_file() else None
+
+
 def workflow_arguments(doc: str) -> tuple[argparse.Namespace, dict, dict]:
     """The options of a benchmark that runs the workflow: (args, the config as written with
     --clips applied, the same validated with its defaults)."""
@@ -129,9 +135,8 @@ def main() -> None:
         )
     print()
     for run in full["sft"]:
-        tsv = workdir / "results" / "benchmarks" / "sft" / f"{run}.tsv"
-        if tsv.is_file():
-            seconds = float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])
+        seconds = job_seconds(workdir, "sft", run)
+        if seconds is not None:
             print(f"sft {run}: {seconds:.0f} s wall ({seconds / 600:.2f} of the 10-minute budget)")
 
 

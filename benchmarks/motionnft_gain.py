@@ -23,7 +23,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.editor_quality import run_workflow, workflow_arguments  # noqa: E402
+from benchmarks.editor_quality import (  # noqa: E402
+    job_seconds,
+    run_workflow,
+    workflow_arguments,
+)
 from motionedit.flow import make_flow  # noqa: E402
 from motionedit.metrics import score_edits  # noqa: E402
 from motionedit.metrics.pixels import bootstrap_ci  # noqa: E402
@@ -102,9 +106,8 @@ def main() -> None:
             f"{steps['filtered_fraction'].mean():.0%}; reward {first:.3f} (first 10 steps) -> "
             f"{last:.3f} (last 10)"
         )
-        tsv = workdir / "results" / "benchmarks" / "train" / f"{run}.tsv"
-        if tsv.is_file():
-            seconds = float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])
+        seconds = job_seconds(workdir, "train", run)
+        if seconds is not None:
             print(f"train job: {seconds:.0f} s wall\n")
 
 
