@@ -3,8 +3,8 @@
 Runs the workflow (the real snakemake CLI) on a config (the default config.yaml unless
 --config is given; --clips enlarges its synthetic corpus), then, for every `train` run and
 the model that evaluates its LoRA, compares benchmark MAS with the model of the same editor
-without it: per benchmark pair, with the configured flow, paired bootstrap 95% intervals of
-each mean and of the difference. Prints the run's training curve (held-out MAS per
+without it: per benchmark pair, from the `evaluate` stage's scores, paired bootstrap 95%
+intervals of each mean and of the difference. Prints the run's training curve (held-out MAS per
 evaluation step, reward per step) and the share of step time spent in sampling, reward and
 optimisation (from its metrics.csv), and the wall time of the train job.
 
@@ -28,28 +28,14 @@ from benchmarks.editor_quality import (  # noqa: E402
     run_workflow,
     workflow_arguments,
 )
-from motionedit.flow import make_flow  # noqa: E402
-from motionedit.metrics import score_edits  # noqa: E402
 from motionedit.metrics.pixels import bootstrap_ci  # noqa: E402
-from motionedit.models.base import image_from_cell, to_pil  # noqa: E402
 
 
-def model_mas(workdir: Path, model: str, bench: pd.DataFrame, config: dict) -> pd.Series:
-    """MAS per benchmark id of a model's saved edits (errors left out)."""
-    root = workdir / "results" / "dataset" / "bench"
-    out = pd.read_parquet(workdir / "results" / "eval" / model / "outputs.parquet").set_index("id")
-    ids, inputs, edited, targets = [], [], [], []
-    for r in bench.itertuples():
-        if r.id in out.index and not out.loc[r.id, "error"]:
-            ids.append(r.id)
-            inputs.append(image_from_cell(r.input_image, root))
-            targets.append(image_from_cell(r.target_image, root))
-            edited.append(to_pil(workdir / "results" / "eval" / model / out.loc[r.id, "path"]))
-    metrics = config["metrics"]
-    rows = score_edits(
-        inputs, edited, targets, make_flow(config["flow"]), metrics["motion_reward"], metrics["mas"]
-    )
-    return pd.Series([r["mas"] for r in rows], index=ids, name=model)
+def model_mas(workdir: Path, model: str) -> pd.Series:
+    """MAS per benchmark id, from the workflow's own scores (samples without an image
+    left out)."""
+    scores = pd.read_parquet(workdir / "results" / "eval" / model / "scores.parquet")
+    return scores[scores["error"] == ""].set_index("id")["mas"].rename(model)
 
 
 def pairs_to_compare(config: dict) -> list[tuple[str, str, str]]:
@@ -77,10 +63,11 @@ def main() -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="motionnft-gain-"))
     run_workflow(config, workdir, args.cores)
     bench = pd.read_parquet(workdir / "results" / "dataset" / "bench" / "data.parquet")
-    print(f"workdir: {workdir}\nbenchmark pairs: {len(bench)}, flow: {full['flow']['backend']}\n")
+    flow = full["evaluate"]["flow_backend"] or full["flow"]["backend"]
+    print(f"workdir: {workdir}\nbenchmark pairs: {len(bench)}, flow: {flow}\n")
     for run, tuned, base in comparisons:
-        a = model_mas(workdir, base, bench, full)
-        b = model_mas(workdir, tuned, bench, full)
+        a = model_mas(workdir, base)
+        b = model_mas(workdir, tuned)
         both = a.index.intersection(b.index)
         m_a, lo_a, hi_a = bootstrap_ci(a[both].to_numpy())
         m_b, lo_b, hi_b = bootstrap_ci(b[both].to_numpy())

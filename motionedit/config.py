@@ -91,11 +91,20 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
             "jobs read from Cloud Storage, which this workflow does not write. Use mode: online "
             "with vertexai: true, or batch mode with an API key (vertexai: false)"
         )
-    if config["flow"]["backend"] == "unimatch":
-        problem = unimatch_checkpoint_problem(config["flow"]["unimatch"]["checkpoint"])
+    backends = {config["flow"]["backend"], config["evaluate"]["flow_backend"]}
+    checkpoint = config["flow"]["unimatch"]["checkpoint"]
+    if "unimatch" in backends and checkpoint is not None:
+        # null: the workflow's `unimatch_weights` job downloads it (rules/weights.smk)
+        problem = unimatch_checkpoint_problem(checkpoint)
         if problem:
             raise ConfigError(problem)
     return config
+
+
+def evaluation_flow(config: dict[str, Any]) -> dict[str, Any]:
+    """The `flow` section the MAS is measured with: `evaluate.flow_backend` over `flow`."""
+    backend = config["evaluate"]["flow_backend"] or config["flow"]["backend"]
+    return config["flow"] | {"backend": backend}
 
 
 def _check_models(config: dict[str, Any]) -> None:

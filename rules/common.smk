@@ -4,12 +4,23 @@ import sys
 
 sys.path.insert(0, workflow.basedir)  # motionedit/ without installing it
 
-from motionedit.config import validate_config
+from motionedit.config import evaluation_flow, validate_config
+from motionedit.flow import UNIMATCH_CHECKPOINT_NAME
 from motionedit.judge import pricing
+from motionedit.mllm import section_pricing
 from motionedit.models import editor_settings
 from motionedit.sources import shard_names
 
 validate_config(config)
+
+# flow.unimatch.checkpoint left null: the `unimatch_weights` job downloads it here, and
+# every job that runs UniMatch takes it as input.
+UNIMATCH_WEIGHTS = f"results/weights/{UNIMATCH_CHECKPOINT_NAME}"
+EVAL_FLOW = evaluation_flow(config)
+if "unimatch" in (config["flow"]["backend"], EVAL_FLOW["backend"]):
+    config["flow"]["unimatch"]["checkpoint"] = (
+        config["flow"]["unimatch"]["checkpoint"] or UNIMATCH_WEIGHTS
+    )
 
 SOURCES = {s["name"]: s for s in config["sources"]}
 SHARDS = {name: shard_names(s) for name, s in SOURCES.items()}
@@ -34,10 +45,11 @@ def per_shard(pattern):
 
 
 def _made_here(path):
-    """A path the workflow makes (an `sft` or `train` run's folder) is an input; a hub id
-    is not."""
+    """A path the workflow makes (an `sft` or `train` run's folder, or a folder inside one,
+    such as a MotionNFT run's checkpoints/step-<k>/) needs the run that makes it; a hub id
+    does not."""
     if path and path.startswith(("results/models/", "results/train/")):
-        return [path.rstrip("/")]
+        return ["/".join(path.rstrip("/").split("/")[:3])]
     return []
 
 
@@ -82,3 +94,22 @@ def model_config(model):
         {spec["editor"]: config["editors"][spec["editor"]]} if "editor" in spec else {}
     )
     return {"models": {model: spec}, "editors": editors}
+
+
+def flow_weights(flow):
+    """The UniMatch checkpoint as a job's input, when the job runs UniMatch and the
+    workflow downloads it."""
+    weights = flow["unimatch"]["checkpoint"]
+    if flow["backend"] == "unimatch" and weights == UNIMATCH_WEIGHTS:
+        return [weights]
+    return []
+
+
+def mllm_jobs(section):
+    """1 for a job that calls an MLLM, so `--resources mllm=1` runs one at a time."""
+    return 0 if section["backend"] in ("none", "offline") else 1
+
+
+def generative_pricing():
+    """Price of the evaluation's MLLM calls, for the cost columns of its score rows."""
+    return section_pricing(config["evaluate"]["generative"], config["mllm"])

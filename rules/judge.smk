@@ -2,6 +2,7 @@ rule judge:
     input:
         prefilter="results/prefilter/{src}/{shard}.parquet",
         frames="results/frames/{src}/{shard}.parquet",
+        weights=flow_weights(config["flow"]),
     output:
         table="results/judge/{src}/{shard}.parquet",
         raw="results/judge/{src}/{shard}.raw.jsonl",
@@ -13,7 +14,7 @@ rule judge:
         "../envs/mining.yaml"
     resources:
         # `--resources mllm=1` runs one MLLM job at a time, so the quota in `mllm:` holds.
-        mllm=1,
+        mllm=mllm_jobs(config["judge"]),
     params:
         config={k: config[k] for k in ("judge", "prefilter", "flow")},
         pricing=pricing(config, "judge"),
@@ -34,7 +35,7 @@ rule rewrite:
     conda:
         "../envs/mining.yaml"
     resources:
-        mllm=1,
+        mllm=mllm_jobs(config["rewrite"]),
     params:
         config={"rewrite": config["rewrite"]},
         pricing=pricing(config, "rewrite"),

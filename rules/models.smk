@@ -24,6 +24,7 @@ rule train:
         train="results/dataset/train/data.parquet",
         bench="results/dataset/bench/data.parquet",
         base=lambda w: train_inputs(w.nft),
+        weights=flow_weights(EVAL_FLOW),
     output:
         directory("results/train/{nft}"),
     log:
@@ -38,8 +39,9 @@ rule train:
     params:
         run=lambda w: config["train"][w.nft],
         editor=lambda w: training_editor("train", w.nft),
-        # What the rewards and the held-out MAS read; changing it retrains.
-        config={k: config[k] for k in ("flow", "metrics", "rewards")},
+        # What the rewards and the held-out MAS read; changing it retrains. The motion
+        # reward measures flow as the benchmark's MAS does (evaluate.flow_backend).
+        config={"flow": EVAL_FLOW, "metrics": config["metrics"], "rewards": config["rewards"]},
         state_dir=lambda w: f"results/checkpoints/train/{w.nft}",
     script:
         "../workflow_scripts/train.py"

@@ -1,6 +1,7 @@
 rule prefilter:
     input:
         frames="results/frames/{src}/{shard}.parquet",
+        weights=flow_weights(config["flow"]),
     output:
         table="results/prefilter/{src}/{shard}.parquet",
     log:

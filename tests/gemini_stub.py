@@ -219,10 +219,12 @@ CATEGORY_CYCLE = ("pose", "locomotion", "deformation", "orientation", "subject_o
 
 
 def motion_answers(body: dict[str, Any]) -> str:
-    """Plausible answers for the judge and the rewriter, fixed by the request's content.
+    """Plausible answers for the judge, the rewriter and the generative scorer, fixed by the
+    request's content.
 
     The judge keeps every pair and picks a category from a hash of the first image; the
-    rewriter turns the "After:" line of its prompt into an instruction.
+    rewriter turns the "After:" line of its prompt into an instruction; the generative scorer
+    rates 0-5 from a hash of the edited image, so different edits get different scores.
     """
     fields = schema_fields(body)
     if "instruction" in fields:
@@ -251,5 +253,20 @@ def motion_answers(body: dict[str, Any]) -> str:
             "quality_ok": True,
             "subject_note": "none",
         }
+        return json.dumps(answer)
+    if "fidelity" in fields:  # generative scoring: scores fixed by the edited (second) image
+        images = [
+            part["inlineData"]["data"]
+            for c in body["contents"]
+            for part in c["parts"]
+            if "inlineData" in part
+        ]
+        digest = sum(images[1].encode())
+        scores = {"fidelity": digest % 6, "preservation": digest // 6 % 6,
+                  "coherence": digest // 36 % 6}  # fmt: skip
+        answer = {}
+        for dim, score in scores.items():
+            answer[f"{dim}_reason"] = f"{dim} {score} (edit {digest % 10007})"
+            answer[dim] = score
         return json.dumps(answer)
     return "{}"

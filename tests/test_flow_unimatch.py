@@ -198,12 +198,23 @@ def test_missing_checkpoint_says_where_to_get_it_and_which_key(tmp_path):
     assert "https://" in message
 
 
-def test_config_with_unimatch_and_no_checkpoint_fails_at_start():
-    cfg = {"sources": [{"name": "s", "kind": "synthetic"}], "flow": {"backend": "unimatch"}}
-    with pytest.raises(ConfigError, match=r"flow\.unimatch\.checkpoint: .* not set"):
+def test_config_with_a_unimatch_checkpoint_that_is_not_there_fails_at_start(tmp_path):
+    cfg = {
+        "sources": [{"name": "s", "kind": "synthetic"}],
+        "flow": {"backend": "unimatch", "unimatch": {"checkpoint": str(tmp_path / "x.pth")}},
+    }
+    with pytest.raises(ConfigError, match=r"flow\.unimatch\.checkpoint: .* not found"):
+        validate_config(cfg)
+    # The same for a MAS-only UniMatch (evaluate.flow_backend) over a DIS prefilter.
+    cfg["flow"]["backend"] = "dis"
+    cfg["evaluate"] = {"flow_backend": "unimatch"}
+    with pytest.raises(ConfigError, match=r"flow\.unimatch\.checkpoint: .* not found"):
         validate_config(cfg)
     cfg["flow"]["unimatch"] = {"checkpoint": str(WEIGHTS)}
     assert validate_config(cfg)["flow"]["unimatch"]["dtype"] == "float32"
+    # Left null, the workflow downloads it (a job of its own; see test_workflow.py).
+    cfg["flow"]["unimatch"] = {}
+    assert validate_config(cfg)["flow"]["unimatch"]["checkpoint"] is None
 
 
 def test_half_precision_needs_a_gpu():

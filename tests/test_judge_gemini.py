@@ -221,8 +221,11 @@ def test_rewriter_asks_again_with_the_reason_and_flags_what_stays_wrong(tmp_path
 
 def test_every_prompt_version_the_config_accepts_has_a_prompt():
     from motionedit.config import SCHEMA_PATH
+    from motionedit.evaluate.generative import PROMPT_VERSIONS
     from motionedit.judge.prompts import JUDGE_PROMPTS, REWRITE_PROMPTS
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]
     assert schema["judge"]["properties"]["prompt_version"]["enum"] == list(JUDGE_PROMPTS)
     assert schema["rewrite"]["properties"]["prompt_version"]["enum"] == list(REWRITE_PROMPTS)
+    generative = schema["evaluate"]["properties"]["generative"]["properties"]
+    assert generative["prompt_version"]["enum"] == list(PROMPT_VERSIONS)

@@ -192,11 +192,38 @@ def test_unimatch_flow_backend_runs_the_mining_stages(tmp_path):
     assert "candidate pairs" in log
 
 
-def test_unimatch_without_checkpoint_fails_before_any_job(tmp_path):
+def test_unimatch_without_checkpoint_is_downloaded_by_a_job_first(tmp_path):
     cfg = {"sources": [{"name": "synth", "kind": "synthetic"}], "flow": {"backend": "unimatch"}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "--dry-run", "--until", "prefilter")
+    assert planned_rules(proc)["unimatch_weights"] == 1
+    assert "results/weights/gmflow-scale2-regrefine6-mixdata-train320x576-4e7b215d.pth" in (
+        proc.stdout
+    )
+    # A path that is given but not there fails before any job, naming the key and the file.
+    cfg["flow"]["unimatch"] = {"checkpoint": "weights/nope.pth"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = snakemake(tmp_path, check=False)
     assert proc.returncode != 0
     assert "flow.unimatch.checkpoint" in proc.stderr + proc.stdout
     assert "4e7b215d.pth" in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_paper_config_plans_without_weights_gpus_or_key(tmp_path):
+    """The paper-parity evaluation builds its DAG with no hub weights, no UniMatch
+    checkpoint, no GPU and no Gemini key here: each is needed only by the job that uses it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    proc = subprocess.run(
+        snakemake_command(
+            tmp_path, "--dry-run", "--configfile",
+            str(ROOT / "configs" / "mining-hub.yaml"), str(ROOT / "configs" / "paper.yaml"),
+        ),
+        capture_output=True, text=True, timeout=300, env=env | {"HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    plan = planned_rules(proc)
+    assert plan["unimatch_weights"] == 1 and plan["train"] == 2
+    assert plan["infer"] == plan["evaluate"] == 5
+    assert plan["summarize"] == plan["report_benchmark"] == plan["report_training"] == 1
     assert not (tmp_path / "results").exists()

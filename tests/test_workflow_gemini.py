@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from gemini_stub import GeminiStub, motion_answers
+from PIL import Image
 from test_workflow import snakemake
 
 pytestmark = pytest.mark.e2e
@@ -89,3 +90,44 @@ def test_batch_mode_builds_the_same_dataset_through_batch_jobs(tmp_path):
     expected = len(judged) * (300 * 0.30 + 50 * 2.50) / 1e6 * 0.5
     assert stats["mllm_spending"]["judge"]["cost_usd"] == pytest.approx(expected)
     assert not list((results / "cache" / "mllm" / "batches").glob("*.json"))
+
+
+def test_generative_scores_through_gemini_and_win_rates_on_overall(tmp_path):
+    """Every made edit is scored once; a rerun of the evaluation asks nothing."""
+    with GeminiStub(answer=motion_answers) as stub:
+        (tmp_path / "preds").mkdir()
+        config = {
+            "sources": CONFIG["sources"],
+            "mllm": {"base_url": stub.url, "timeout_s": 10, "backoff_s": 0.1},
+            "evaluate": {"generative": {"backend": "gemini"}},
+            "models": {
+                "do-nothing": {"kind": "identity"},
+                "closed": {"kind": "predictions", "path": str(tmp_path / "preds")},
+            },
+        }
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        env = {"GEMINI_API_KEY": SENTINEL, "GOOGLE_API_KEY": ""}
+        snakemake(tmp_path, "--until", "dataset", env=env)
+        bench = pd.read_parquet(tmp_path / "results" / "dataset" / "bench" / "data.parquet")
+        first = bench.sort_values("id")["id"].iloc[0]
+        Image.new("RGB", (48, 40), "orange").save(tmp_path / "preds" / f"{first}.png")
+        snakemake(tmp_path, env=env)
+        assert stub.count == len(bench) + 1  # do-nothing's edits and closed's one image
+
+        results = tmp_path / "results"
+        closed = pd.read_parquet(results / "eval" / "closed" / "scores.parquet").set_index("id")
+        assert closed.loc[first, "overall"] >= 0 and closed["overall"].notna().sum() == 1
+        assert closed.drop(first)["mllm_error"].str.startswith("images: ").all()
+        summary = pd.read_csv(results / "eval" / "summary.csv").set_index("model")
+        assert (summary["win_basis"] == "overall").all()
+        assert summary.loc["closed", "errors"] == len(bench) - 1
+        assert "Win Rate on Overall (%)" in (results / "eval" / "summary.md").read_text()
+        tables = {p: p.read_bytes() for p in results.glob("eval/**/*.csv")}
+
+        snakemake(tmp_path, "--forcerun", "evaluate", env={"GEMINI_API_KEY": ""})
+        assert stub.count == len(bench) + 1
+        assert {p: p.read_bytes() for p in results.glob("eval/**/*.csv")} == tables
+
+    for path in [*tmp_path.rglob("*")]:
+        if path.is_file():
+            assert SENTINEL.encode() not in path.read_bytes(), path

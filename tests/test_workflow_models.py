@@ -121,6 +121,39 @@ def test_motionnft_trains_on_the_tiny_editor_and_its_lora_is_evaluated(workdir):
     assert (out["error"] == "").all()
 
 
+def test_every_model_is_scored_and_compared_with_error_rows_kept(workdir):
+    bench = pd.read_parquet(workdir / "results" / "dataset" / "bench" / "data.parquet")
+    for model in CONFIG["models"]:
+        scores = pd.read_parquet(workdir / "results" / "eval" / model / "scores.parquet")
+        assert sorted(scores["id"]) == sorted(bench["id"]), model
+    closed = pd.read_parquet(workdir / "results" / "eval" / "closed" / "scores.parquet")
+    assert (closed["error"] == "").sum() == 1 and closed["mas"].notna().sum() == 1
+    nothing = pd.read_parquet(workdir / "results" / "eval" / "do-nothing" / "scores.parquet")
+    assert nothing["static"].all() and (nothing["mas"] == 0).all()
+
+    summary = pd.read_csv(workdir / "results" / "eval" / "summary.csv").set_index("model")
+    assert list(summary.index) == sorted(CONFIG["models"])  # the config order (dumped sorted)
+    assert summary.loc["closed", "errors"] == len(bench) - 1
+    assert (summary["win_basis"] == "mas").all() and summary["overall"].isna().all()
+    md = (workdir / "results" / "eval" / "summary.md").read_text()
+    assert "Win Rate on MAS (%)" in md and "`tiny-nft`" in md
+    per_category = pd.read_csv(workdir / "results" / "eval" / "per_category.csv")
+    assert set(per_category["category"]) == set(bench["category"])
+    for png in ("samples", "mas_by_category", "mas_curves", "reward_curves", "funnel",
+                "categories"):  # fmt: skip
+        with Image.open(workdir / "results" / "report" / f"{png}.png") as im:
+            assert im.size[0] > 300, png
+    motion = pd.read_csv(workdir / "results" / "report" / "dataset_motion.csv")
+    assert set(motion["split"]) == {"train", "bench"}
+
+
+def test_the_report_gathers_the_tables_and_figures(workdir):
+    snakemake(workdir, "--report", "results/report.html")
+    html = (workdir / "results" / "report.html").read_text()
+    for name in ("summary.csv", "per_category.csv", "samples.png", "mas_curves.png", "funnel.png"):
+        assert name in html, name
+
+
 def test_rerun_does_nothing_and_a_new_model_runs_alone(workdir):
     assert "Nothing to be done" in snakemake(workdir, "--dry-run").stdout
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
@@ -130,8 +163,11 @@ def test_rerun_does_nothing_and_a_new_model_runs_alone(workdir):
     plan = planned_rules(
         snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml"))
     )
-    # The editor's inference settings changed: its models rerun, the training does not.
-    assert plan == {"infer": 4, "all": 1}
+    # The editor's inference settings changed: its models rerun and are scored again, the
+    # training does not, and neither do the dataset and training figures.
+    assert plan == {
+        "infer": 4, "evaluate": 4, "summarize": 1, "report_benchmark": 1, "all": 1
+    }  # fmt: skip
 
 
 def test_a_model_naming_an_unknown_editor_fails_before_any_job(tmp_path):

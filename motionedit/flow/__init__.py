@@ -7,6 +7,7 @@ of [H, W, 3] of one size), flows are float32 [B, H, W, 2] in pixels, x then y, s
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +31,32 @@ def unimatch_checkpoint_problem(path: str | Path | None) -> str | None:
         f"{UNIMATCH_CHECKPOINT_NAME} from {UNIMATCH_CHECKPOINT_URL} (UniMatch's MODEL_ZOO.md) "
         "and set flow.unimatch.checkpoint in the config to its path."
     )
+
+
+def download_unimatch_checkpoint(target: str | Path, log: logging.Logger) -> Path:
+    """Fetch the checkpoint from UniMatch's model zoo (resumable, retried).
+
+    The hash in the file's name (``...-4e7b215d.pth``) looks like the torch.hub convention,
+    the first hex digits of the file's sha256; a mismatch is logged, not fatal, since the
+    strict key and shape check at load time is what decides whether the file is usable.
+    """
+    from motionedit.sources.download import DownloadError, download, sha256_of
+
+    target = Path(target)
+    log.info("downloading %s to %s", UNIMATCH_CHECKPOINT_URL, target)
+    try:
+        download(UNIMATCH_CHECKPOINT_URL, target, timeout_s=120.0)
+    except DownloadError as exc:
+        raise DownloadError(
+            f"{exc}. Download {UNIMATCH_CHECKPOINT_URL} by hand and set "
+            "flow.unimatch.checkpoint to its path"
+        ) from exc
+    digest = sha256_of(target)
+    prefix = UNIMATCH_CHECKPOINT_NAME.rsplit("-", 1)[1].split(".")[0]
+    log.info("sha256 %s", digest)
+    if not digest.startswith(prefix):
+        log.warning("the sha256 does not start with %s, the hash in the file's name", prefix)
+    return target
 
 
 class FlowEstimator(Protocol):

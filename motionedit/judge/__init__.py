@@ -60,15 +60,9 @@ def _need(transport: dict[str, Any] | None) -> dict[str, Any]:
 
 def pricing(config: dict[str, Any], stage: str) -> dict[str, Any] | None:
     """What a stage's MLLM calls cost: the price entry of its model and the batch discount."""
-    from motionedit.mllm import price_of
+    from motionedit.mllm import section_pricing
 
-    if config[stage]["backend"] == "offline":
-        return None
-    mllm = config["mllm"]
-    return {
-        "price": price_of(mllm["prices"], config[stage]["gemini"]["model"]),
-        "batch_discount": mllm["batch_discount"],
-    }
+    return section_pricing(config[stage], config["mllm"])
 
 
 __all__ = [

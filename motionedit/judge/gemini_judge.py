@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from motionedit.judge.base import Outcome, PairInput, Verdict
+from motionedit.judge.base import Outcome, PairInput, Verdict, ask_each
 from motionedit.judge.prompts import JUDGE_PROMPTS, JudgeAnswer
-from motionedit.mllm import CallSettings, GeminiCaller, Image, Request, call_record
+from motionedit.mllm import CallSettings, GeminiCaller, Image, Request
 
 
 def verdict_from_answer(answer: dict[str, Any]) -> Verdict:
@@ -69,24 +69,4 @@ class GeminiJudge:
         )
 
     def judge_all(self, pairs: list[PairInput]) -> list[Outcome]:
-        requests: list[Request | None] = []
-        outcomes: list[Outcome] = []
-        for pair in pairs:
-            try:
-                requests.append(self.request(pair))
-                outcomes.append(Outcome())
-            except (OSError, ValueError, TypeError) as exc:  # this pair's error only
-                requests.append(None)
-                outcomes.append(Outcome(error=f"frames: {exc}"))
-        asked = [r for r in requests if r is not None]
-        replies = iter(self.caller.run(asked, "judge"))
-        for request, outcome in zip(requests, outcomes, strict=True):
-            if request is None:
-                continue
-            reply = next(replies)
-            outcome.calls = [call_record(request, reply)]
-            if reply.error:
-                outcome.error = reply.error
-            else:
-                outcome.value = verdict_from_answer(reply.parsed)
-        return outcomes
+        return ask_each(pairs, self.request, self.caller, "judge", verdict_from_answer, "frames")

@@ -2,7 +2,7 @@
 
 from motionedit.mllm.gemini import GeminiCaller, MLLMError
 from motionedit.mllm.request import CallSettings, Image, Reply, Request, call_record
-from motionedit.mllm.usage import Usage, cost_usd, price_of
+from motionedit.mllm.usage import Usage, cost_usd, price_of, section_pricing
 
 __all__ = [
     "CallSettings",
@@ -15,4 +15,5 @@ __all__ = [
     "call_record",
     "cost_usd",
     "price_of",
+    "section_pricing",
 ]

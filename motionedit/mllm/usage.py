@@ -46,6 +46,17 @@ def price_of(prices: dict[str, Any], model: str) -> dict[str, float] | None:
     return None
 
 
+def section_pricing(section: dict[str, Any], mllm: dict[str, Any]) -> dict[str, Any] | None:
+    """What the calls of one config section (a stage with ``backend`` and ``gemini``) cost:
+    its model's price entry and the batch discount; None for a backend that calls nothing."""
+    if section["backend"] in ("offline", "none"):
+        return None
+    return {
+        "price": price_of(mllm["prices"], section["gemini"]["model"]),
+        "batch_discount": mllm["batch_discount"],
+    }
+
+
 def cost_usd(
     usage: Usage, price: dict[str, float] | None, batch: bool, batch_discount: float
 ) -> float | None:

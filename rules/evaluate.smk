@@ -1,0 +1,60 @@
+rule evaluate:
+    input:
+        bench="results/dataset/bench/data.parquet",
+        outputs="results/eval/{model}/outputs.parquet",
+        weights=flow_weights(EVAL_FLOW),
+    output:
+        scores="results/eval/{model}/scores.parquet",
+        raw="results/eval/{model}/scores.raw.jsonl",
+    log:
+        "results/logs/evaluate/{model}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{model}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: workflow.cores
+    resources:
+        mllm=mllm_jobs(config["evaluate"]["generative"]),
+    params:
+        flow=EVAL_FLOW,
+        metrics=config["metrics"],
+        generative=config["evaluate"]["generative"],
+        pricing=generative_pricing(),
+    script:
+        "../workflow_scripts/evaluate.py"
+
+
+rule summarize:
+    input:
+        expand("results/eval/{model}/scores.parquet", model=config["models"]),
+    output:
+        summary=report(
+            "results/eval/summary.csv",
+            caption="../report/summary.rst",
+            category="1. Benchmark",
+            labels={"table": "Table 1 (all samples)"},
+        ),
+        summary_md="results/eval/summary.md",
+        per_category=report(
+            "results/eval/per_category.csv",
+            caption="../report/per_category.rst",
+            category="1. Benchmark",
+            labels={"table": "Table 1 per motion category"},
+        ),
+        per_category_md="results/eval/per_category.md",
+        winrate=report(
+            "results/eval/winrate.csv",
+            caption="../report/winrate.rst",
+            category="1. Benchmark",
+            labels={"table": "Pairwise win rates"},
+        ),
+    log:
+        "results/logs/summarize.log",
+    conda:
+        "../envs/eval.yaml"
+    params:
+        models=list(config["models"]),
+        settings={k: config["evaluate"][k] for k in ("win_rate", "bootstrap")},
+        seed=config["seed"],
+    script:
+        "../workflow_scripts/summarize.py"
