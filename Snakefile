@@ -29,4 +29,6 @@ rule all:
         rules.report_dataset.output,
         expand("results/train/{nft}", nft=config["train"]),
         rules.report_training.output if config["train"] else [],
-        [rules.summarize.output, rules.report_benchmark.output] if config["models"] else [],
+        [rules.summarize.output, rules.report_benchmark.output]
+        if config["models"]
+        else [],

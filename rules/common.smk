@@ -1,6 +1,7 @@
 # Config validation (defaults filled), the static shard lists and wildcard constraints.
 import re
 import sys
+from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)  # motionedit/ without installing it
 
@@ -49,7 +50,7 @@ def _made_here(path):
     such as a MotionNFT run's checkpoints/step-<k>/) needs the run that makes it; a hub id
     does not."""
     if path and path.startswith(("results/models/", "results/train/")):
-        return ["/".join(path.rstrip("/").split("/")[:3])]
+        return [str(Path(*Path(path).parts[:3]))]
     return []
 
 

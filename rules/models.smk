@@ -41,7 +41,11 @@ rule train:
         editor=lambda w: training_editor("train", w.nft),
         # What the rewards and the held-out MAS read; changing it retrains. The motion
         # reward measures flow as the benchmark's MAS does (evaluate.flow_backend).
-        config={"flow": EVAL_FLOW, "metrics": config["metrics"], "rewards": config["rewards"]},
+        config={
+            "flow": EVAL_FLOW,
+            "metrics": config["metrics"],
+            "rewards": config["rewards"],
+        },
         state_dir=lambda w: f"results/checkpoints/train/{w.nft}",
     script:
         "../workflow_scripts/train.py"

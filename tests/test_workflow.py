@@ -134,7 +134,7 @@ def test_rerun_does_nothing(workdir):
 
 def test_forcerun_judge_reruns_only_judge_and_what_follows(workdir):
     plan = planned_rules(snakemake(workdir, "--dry-run", "--forcerun", "judge"))
-    assert plan == {"judge": 3, "rewrite": 3, "dataset": 1, "all": 1}
+    assert plan == {"judge": 3, "rewrite": 3, "dataset": 1, "report_dataset": 1, "all": 1}
 
 
 def test_changing_a_prefilter_threshold_reruns_from_prefilter(workdir):

@@ -35,6 +35,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Affine2D, ScaledTranslation
 from PIL import Image
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
 #: Resolution of every figure: sharp on screen and in a PDF report, small enough to diff.
 DPI = 150
 _MUTED = "0.35"
-_STEP_LABEL = "training step (optimiser updates)"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -133,13 +133,9 @@ def _series(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     """``step`` and ``value`` rows where both are numbers, one per step (the last logged)."""
     if frame is None or "step" not in frame or column not in frame:
         return pd.DataFrame({"step": [], "value": []}, dtype=float)
-    out = pd.DataFrame(
-        {
-            "step": pd.to_numeric(frame["step"], errors="coerce"),
-            "value": pd.to_numeric(frame[column], errors="coerce"),
-        }
-    ).dropna()
-    out = out[np.isfinite(out["value"].to_numpy(dtype=float))]
+    out = frame[["step", column]].apply(pd.to_numeric, errors="coerce")
+    out = out[np.isfinite(out.to_numpy(dtype=float)).all(axis=1)]
+    out.columns = ["step", "value"]
     return out.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
 
 
@@ -157,7 +153,7 @@ def _components(frame: pd.DataFrame) -> list[str]:
 
 def _steps_axis(ax: Any) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
-    ax.set_xlabel(_STEP_LABEL)
+    ax.set_xlabel("training step (optimiser updates)")
     ax.grid(alpha=0.3)
 
 
@@ -182,38 +178,27 @@ def mas_curves(runs: dict[str, pd.DataFrame], path: str | Path) -> None:
         points = _series(frame, "eval_mas")
         if points.empty:
             label = _plain(f"{name} (no evaluation)")
-            handles.append(
-                Line2D([], [], color=colour, marker="o", ls="none", alpha=0.5, label=label)
-            )
+            handles.append(Line2D([], [], color=colour, marker="o", ls="", alpha=0.5, label=label))
             continue
         x, y = points["step"], points["value"]
         handles += ax.plot(x, y, marker="o", ms=4.5, lw=1.6, color=colour, label=_plain(name))
         if (x == 0).any():
             bases.setdefault(round(float(y[x == 0].iloc[0]), 2), []).append(colour)
-    colour = _MUTED
     for value, colours in bases.items():
         # The value sits in the right margin and the line is dotted, so neither hides a
         # curve; a base shared by several runs (the usual case) is drawn once, in grey.
         colour = colours[0] if len(colours) == 1 else _MUTED
         ax.axhline(value, color=colour, lw=1.0, ls=":", zorder=0)
-        ax.annotate(
-            f"base {value:.2f}",
-            xy=(1, value),
-            xycoords=ax.get_yaxis_transform(),
-            xytext=(4, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=8.5,
-            color=colour,
-        )
+        style = {"va": "center", "fontsize": 8.5, "color": colour}
+        _text(ax, 1.01, value, f"base {value:.2f}", transform=ax.get_yaxis_transform(), **style)
     if bases:
         colour = colour if len(bases) == 1 else _MUTED
         handles.append(Line2D([], [], color=colour, lw=1.0, ls=":", label="base model (step 0)"))
-    if not ax.lines:
-        _note(ax, "no evaluation rows logged yet")
-        ax.set_yticks([])
     ax.margins(x=0.04, y=0.12)
     _steps_axis(ax)
+    if not ax.lines:
+        _note(ax, "no evaluation rows logged yet")
+        ax.set(xticks=[], yticks=[])
     ax.set_ylabel("MAS on MotionEdit-Bench (0–100, higher is better)")
     ax.set_title(title, fontsize=12)
     fig.legend(handles=handles, loc="outside right upper", fontsize=9, title="run")
@@ -232,9 +217,7 @@ def reward_curves(runs: dict[str, pd.DataFrame], path: str | Path) -> None:
     if not runs:
         return _message_figure(path, title, "no MotionNFT runs configured")
     fig = _figure(8.4, 5.6)
-    grid = fig.add_gridspec(2, 1, height_ratios=[3.0, 1.25])
-    ax = fig.add_subplot(grid[0])
-    ax_skip = fig.add_subplot(grid[1], sharex=ax)
+    ax, ax_skip = fig.subplots(2, 1, sharex=True, height_ratios=[3.0, 1.25])
     dashes = ["--", ":", "-.", (0, (5, 1.5, 1, 1.5, 1, 1.5)), (0, (1, 3)), (0, (8, 3))]
     styles: dict[str, Any] = {}
     handles: list[Any] = []
@@ -279,7 +262,6 @@ def reward_curves(runs: dict[str, pd.DataFrame], path: str | Path) -> None:
     ax.set_ylabel("reward per edit (higher is better)")
     ax.set_title(title, fontsize=12)
     ax.grid(alpha=0.3)
-    ax.tick_params(labelbottom=False)
     ax_skip.set_ylim(-5, 105)
     ax_skip.set_yticks([0, 50, 100])
     ax_skip.set_ylabel("groups\nskipped (%)")
@@ -327,16 +309,20 @@ def _load_image(path: str | Path | None) -> tuple[np.ndarray | None, str | None]
 def _score_lines(label: str, width_pt: float) -> list[str]:
     """A score label broken only at its `` | `` separators, keeping "MAS 81.2" together."""
     glued = label.replace(" ", "\xa0").replace("\xa0|\xa0", " | ")  # no-break spaces
-    return [line.strip(" |") for line in _wrap(glued, width_pt, _SMALL, 2)]
+    return [line.strip(" |") for line in _wrap(glued, width_pt, 7.5, 2)] if label else []
 
 
-#: Grid geometry, in inches, and its font sizes.
+def _tile(sample: GridSample, column: str) -> tuple[np.ndarray | None, str | None]:
+    """A tile's pixels, or why it has none; the model's own error says more than ours."""
+    if column in ("input", "target"):
+        return _load_image(getattr(sample, column))
+    pixels, problem = _load_image(sample.edits[column]) if column in sample.edits else (None, "")
+    given = str(sample.errors.get(column) or "").strip()
+    return pixels, given or problem or "no edit from this model"
+
+
+#: Grid geometry, in inches.
 _TILE, _GAP, _MARGIN = 1.55, 0.1, 0.2
-_FONT, _SMALL = 9.0, 7.5
-
-
-def _lines_h(lines: list[str], fontsize: float) -> float:
-    return len(lines) * fontsize * 1.3 / 72
 
 
 def sample_grid(samples: list[GridSample], models: list[str], path: str | Path) -> None:
@@ -352,80 +338,67 @@ def sample_grid(samples: list[GridSample], models: list[str], path: str | Path) 
     if not samples:
         return _message_figure(path, "MotionEdit-Bench samples", "no samples to show")
     columns = ["input", "target", *models]
+    left = [_MARGIN + k * (_TILE + _GAP) for k in range(len(columns))]
     width = 2 * _MARGIN + len(columns) * _TILE + (len(columns) - 1) * _GAP
     line_pt, tile_pt = (width - 2 * _MARGIN) * 72, _TILE * 72 - 4
-    heads = [_wrap(c, tile_pt, _FONT, 2, weight="bold") for c in columns]
-    head_h = 0.14 + max(_lines_h(h, _FONT) for h in heads)
+    fig = _figure(width, 1.0, layout=None)  # its height is known once every row is laid out
+    # Inches from the top left, resolved at drawing time, when the height is final.
+    from_top = Affine2D().scale(1, -1) + fig.dpi_scale_trans
+    from_top += ScaledTranslation(0, 1, fig.transFigure)
 
-    rows = []  # (title lines, instruction lines, tiles, height of the text above the tiles)
-    for sample in samples:
-        category = None if _missing(sample.category) else str(sample.category).strip()
-        title = f"{sample.id} · {category}" if category else str(sample.id)
-        title = _wrap(title, line_pt, _FONT, 2, weight="bold")
-        instruction = " ".join(str(sample.instruction or "").split()) or "(no instruction)"
-        instruction = _wrap(f"“{instruction}”", line_pt, _FONT, 3, style="italic")
-        tiles = []  # (pixels, why there are none, score label lines, pixel size)
-        for column in columns:
-            if column in ("input", "target"):
-                pixels, problem = _load_image(getattr(sample, column))
-            elif column in sample.edits:
-                pixels, problem = _load_image(sample.edits[column])
-            else:
-                pixels, problem = None, "no edit from this model"
-            given = str(sample.errors.get(column) or "").strip()
-            label = str(sample.labels.get(column) or "")
-            tiles.append(
-                (
-                    pixels,
-                    given if pixels is None and given else problem,
-                    _score_lines(label, tile_pt) if label else [],
-                    [] if pixels is None else [f"{pixels.shape[1]}×{pixels.shape[0]} px"],
-                )
-            )
-        rows.append((title, instruction, tiles, 0.1 + _lines_h(title + instruction, _FONT)))
-    label_h = [0.13 + max(_lines_h(t[2] + t[3], _SMALL) for t in row[2]) for row in rows]
-    height = head_h + sum(r[3] + _TILE for r in rows) + sum(label_h) + _MARGIN
-    fig = _figure(width, height, layout=None)
-    fig.set_dpi(min(DPI, 60_000 / height))  # Agg refuses images above 2**16 pixels a side
+    def put(x: float, y: float, lines: list[str], fontsize: float = 9.0, **style: Any) -> float:
+        """Lines of text at (``x``, ``y``) inches; the height they take, in inches."""
+        style = {"va": "top", "linespacing": 1.1, **style}
+        _text(fig, x, y, lines, transform=from_top, fontsize=fontsize, **style)
+        return len(lines) * fontsize * 1.3 / 72
 
-    def put(x: float, y: float, lines: list[str], **style: Any) -> None:
-        """Text at ``x`` inches from the left and ``y`` inches from the top."""
-        style = {"va": "top", "fontsize": _FONT, "linespacing": 1.1, **style}
-        _text(fig, x / width, 1 - y / height, lines, **style)
-
-    def left(k: int) -> float:
-        return _MARGIN + k * (_TILE + _GAP)
-
+    heads = [_wrap(c, tile_pt, 9.0, 2, weight="bold") for c in columns]
+    y = 0.14 + max(len(h) for h in heads) * 9.0 * 1.3 / 72
     for k, lines in enumerate(heads):
         # "baseline", because "bottom" would lift names with a descender ("target")
-        put(left(k) + _TILE / 2, head_h - 0.09, lines, ha="center", va="baseline", weight="bold")
-    top = head_h
-    for (title, instruction, tiles, text_h), below_h in zip(rows, label_h, strict=True):
-        if top > head_h:
-            line = Line2D([_MARGIN, width - _MARGIN], [height - top] * 2, color="0.8", lw=0.8)
-            line.set_transform(fig.dpi_scale_trans)
-            fig.add_artist(line)
-        put(_MARGIN, top + 0.06, title, weight="bold")
-        put(_MARGIN, top + 0.06 + _lines_h(title, _FONT), instruction, style="italic")
-        tile_top = top + text_h
-        for k, (pixels, problem, label, size) in enumerate(tiles):
-            box = (left(k) / width, 1 - (tile_top + _TILE) / height, _TILE / width, _TILE / height)
-            _draw_tile(fig.add_axes(box), pixels, problem, _TILE * fig.dpi)
+        put(left[k] + _TILE / 2, y - 0.09, lines, ha="center", va="baseline", weight="bold")
+    tiles = []  # each tile's axes and its top left corner: placed once the height is known
+    for r, sample in enumerate(samples):
+        if r:
+            line = Line2D([_MARGIN, width - _MARGIN], [y, y], color="0.8", lw=0.8)
+            fig.add_artist(line).set_transform(from_top)
+        category = None if _missing(sample.category) else str(sample.category).strip()
+        title = f"{sample.id} · {category}" if category else str(sample.id)
+        title = _wrap(title, line_pt, 9.0, 2, weight="bold")
+        y += 0.06 + put(_MARGIN, y + 0.06, title, weight="bold")
+        instruction = " ".join(str(sample.instruction or "").split()) or "(no instruction)"
+        instruction = _wrap(f"“{instruction}”", line_pt, 9.0, 3, style="italic")
+        y += 0.04 + put(_MARGIN, y, instruction, style="italic")
+        below = 0.0
+        for k, column in enumerate(columns):
+            pixels, problem = _tile(sample, column)
+            ax = fig.add_axes((0, 0, 1, 1))
+            tiles.append((ax, left[k], y))
+            _draw_tile(ax, pixels, problem)
             # The score label first, then the pixel size in grey: it explains why a tile
             # looks blocky without competing with the score for attention.
-            x, y = left(k) + _TILE / 2, tile_top + _TILE + 0.04
-            style = {"ha": "center", "fontsize": _SMALL, "linespacing": 1.15}
-            put(x, y, label, **style)
-            put(x, y + _lines_h(label, _SMALL), size, color=_MUTED, **style)
-        top = tile_top + _TILE + below_h
+            x, under = left[k] + _TILE / 2, y + _TILE + 0.04
+            style = {"ha": "center", "fontsize": 7.5, "linespacing": 1.15}
+            h = put(x, under, _score_lines(str(sample.labels.get(column) or ""), tile_pt), **style)
+            size = [] if pixels is None else [f"{pixels.shape[1]}×{pixels.shape[0]} px"]
+            below = max(below, h + put(x, under + h, size, color=_MUTED, **style))
+        y += _TILE + 0.13 + below
+    height = y + _MARGIN
+    fig.set_size_inches(width, height)
+    fig.set_dpi(min(DPI, 60_000 / height))  # Agg refuses images above 2**16 pixels a side
+    for ax, x, top in tiles:
+        ax.set_position((x / width, 1 - (top + _TILE) / height, _TILE / width, _TILE / height))
+        for image in ax.images:  # enlarged by whole pixels, smoothed when shrunk
+            small = max(image.get_size()) <= _TILE * fig.dpi
+            image.set_interpolation("nearest" if small else "antialiased")
     _save(fig, path)
 
 
-def _draw_tile(ax: Any, pixels: np.ndarray | None, problem: str | None, tile_px: float) -> None:
+def _draw_tile(ax: Any, pixels: np.ndarray | None, problem: str | None) -> None:
     """One square tile: the image letterboxed in it, or a grey box with the reason."""
     ax.set(xticks=[], yticks=[])
-    for spine in ax.spines.values():
-        spine.set(color="0.75", linewidth=0.6)
+    ax.spines[:].set_color("0.75")
+    ax.spines[:].set_linewidth(0.6)
     if pixels is None:
         ax.set_facecolor("0.82")
         lines = _wrap(problem or "no image", _TILE * 72 - 12, 7.0, 6)
@@ -435,12 +408,8 @@ def _draw_tile(ax: Any, pixels: np.ndarray | None, problem: str | None, tile_px:
     ax.set_facecolor("0.95")
     h, w = pixels.shape[:2]
     half_w, half_h = (0.5, 0.5 * h / w) if w >= h else (0.5 * w / h, 0.5)
-    ax.imshow(
-        pixels,
-        extent=(0.5 - half_w, 0.5 + half_w, 0.5 - half_h, 0.5 + half_h),
-        aspect="auto",
-        interpolation="nearest" if max(h, w) <= tile_px else "antialiased",
-    )
+    box = (0.5 - half_w, 0.5 + half_w, 0.5 - half_h, 0.5 + half_h)
+    ax.imshow(pixels, extent=box, aspect="auto")
     ax.set(xlim=(0, 1), ylim=(0, 1))
 
 
@@ -448,36 +417,29 @@ def _draw_tile(ax: Any, pixels: np.ndarray | None, problem: str | None, tile_px:
 
 
 def _number(stats: Any, *keys: str) -> float | None:
-    node = stats
-    for key in keys:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    if isinstance(node, bool) or not isinstance(node, numbers.Real):
-        return None
-    return float(node) if math.isfinite(node) else None
+    """The number under ``keys``, or None where a stage did not run or wrote no number."""
+    node = functools.reduce(lambda n, k: n.get(k) if isinstance(n, dict) else None, keys, stats)
+    real = isinstance(node, numbers.Real) and not isinstance(node, bool) and math.isfinite(node)
+    return float(node) if real else None
 
 
 def _reasons(stats: dict, stage: str) -> list[tuple[str, float]]:
+    """Why a stage dropped candidates, most frequent first ("ok" counts the kept ones)."""
     node = stats.get(stage)
     reasons = node.get("reasons") if isinstance(node, dict) else None
-    if not isinstance(reasons, dict):
-        return []
-    items = [
-        (str(k), float(v))
-        for k, v in reasons.items()
-        if k != "ok" and isinstance(v, numbers.Real) and not isinstance(v, bool)
-    ]
-    return sorted(items, key=lambda kv: (-kv[1], kv[0]))
+    keys = [k for k in reasons if k != "ok"] if isinstance(reasons, dict) else []
+    counts = [(str(k), n) for k in keys if (n := _number(reasons, k)) is not None]
+    return sorted(counts, key=lambda kv: (-kv[1], kv[0]))
 
 
 def _percent(kept: float, of: float | None) -> str:
     return f"  ({100 * kept / of:.0f}% of {of:,.0f})" if of else ""
 
 
-def _bar_rows(ax: Any, rows: list[tuple[str, list[tuple[float, str]], str]], room: float) -> None:
-    """Horizontal bars, top to bottom, each of stacked (count, colour) parts and a note
-    after it; ``room`` leaves space right of the longest bar for its note."""
+def _bar_rows(ax: Any, title: str, xlabel: str, rows: list, room: float, key: dict) -> None:
+    """Horizontal bars, top to bottom, each of stacked (count, colour) parts with a note
+    after it; ``room`` leaves space right of the longest bar for its note. The key of the
+    colours sits above the panel, beside its title, where it can cover no bar or note."""
     widest = max((sum(n for n, _ in parts) for _, parts, _ in rows), default=0.0) or 1.0
     for y, (_, parts, note) in enumerate(rows):
         left = 0.0
@@ -489,12 +451,14 @@ def _bar_rows(ax: Any, rows: list[tuple[str, list[tuple[float, str]], str]], roo
     if rows:
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_xlim(0, widest * room)
+    else:
+        _note(ax, f"no {title} recorded", fontsize=10)
+    if key:
+        style = {"loc": "lower right", "bbox_to_anchor": (1, 1), "frameon": False, "fontsize": 8.5}
+        ax.legend([Patch(color=c) for c in key.values()], list(key), ncols=len(key), **style)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10, loc="left")
     ax.grid(axis="x", alpha=0.3)
-
-
-def _legend(ax: Any, colours: dict[str, str]) -> None:
-    patches = [Patch(color=c) for c in colours.values()]
-    ax.legend(patches, list(colours), loc="lower right", fontsize=8.5)
 
 
 def dataset_funnel(stats: dict, path: str | Path) -> None:
@@ -522,11 +486,11 @@ def dataset_funnel(stats: dict, path: str | Path) -> None:
         for name, n, of in stages
         if n is not None
     ]
-    pairs = {"train": ("#55a868", count("dataset", "train", "pairs"))}
-    pairs["bench"] = ("#dd8452", count("dataset", "bench", "pairs"))
-    if any(n is not None for _, n in pairs.values()):
-        parts = [(n or 0.0, colour) for colour, n in pairs.values()]
-        note = " + ".join(f"{n:,.0f} {s}" for s, (_, n) in pairs.items() if n is not None)
+    pairs = {split: count("dataset", split, "pairs") for split in ("train", "bench")}
+    colours = {"train pairs": "#55a868", "bench pairs": "#dd8452"}
+    if any(n is not None for n in pairs.values()):
+        parts = [(n or 0.0, c) for n, c in zip(pairs.values(), colours.values(), strict=True)]
+        note = " + ".join(f"{n:,.0f} {split}" for split, n in pairs.items() if n is not None)
         if judged is not None and sum(n for n, _ in parts) != judged:  # lost after the judge
             note += _percent(sum(n for n, _ in parts), judged)
         rows.append(("pairs (train + bench)", parts, note))
@@ -544,19 +508,11 @@ def dataset_funnel(stats: dict, path: str | Path) -> None:
     heights = [max(len(rows), 1) + 0.8, max(len(reasons), 1) + 0.8]
     ax, ax_why = fig.subplots(2, 1, height_ratios=heights)
     fig.suptitle(title, fontsize=12)
-    _bar_rows(ax, rows, 1.55)
-    if rows and rows[-1][0].startswith("pairs"):
-        _legend(ax, {f"{split} pairs": colour for split, (colour, _) in pairs.items()})
-    ax.set_xlabel("count (videos, clip windows or pairs)")
-    ax.set_title("stages", fontsize=10, loc="left")
-    _bar_rows(ax_why, reasons, 1.35)
-    if reasons:
-        used = {s: c for s, c in why.items() if _reasons(stats, s)}
-        _legend(ax_why, {f"dropped by the {s}": colour for s, colour in used.items()})
-    else:
-        _note(ax_why, "no drop reasons recorded", fontsize=10)
-    ax_why.set_xlabel("candidates dropped")
-    ax_why.set_title("drop reasons", fontsize=10, loc="left")
+    xlabel = "count (videos, clip windows or pairs)"
+    has_pairs = rows and rows[-1][0].startswith("pairs")
+    _bar_rows(ax, "stage counts", xlabel, rows, 1.55, colours if has_pairs else {})
+    used = {f"dropped by the {s}": c for s, c in why.items() if _reasons(stats, s)}
+    _bar_rows(ax_why, "drop reasons", "candidates dropped", reasons, 1.35, used)
     _save(fig, path)
 
 
@@ -577,16 +533,44 @@ def _category_ticks(ax: Any, labels: list[list[str]], axes_width_in: float) -> N
     widest = max((_width_pt(line, 10.0) for lines in labels for line in lines), default=0.0)
     upright = widest <= 0.92 * slot_pt
     text = ["\n".join(lines) if upright else " ".join(lines) for lines in labels]
-    ax.set_xticks(range(len(labels)), text, parse_math=False)
-    if not upright:
-        ax.tick_params(axis="x", labelrotation=30)
-        for tick in ax.get_xticklabels():
-            tick.set(horizontalalignment="right", rotation_mode="anchor")
+    slant = {} if upright else {"rotation": 30, "ha": "right", "rotation_mode": "anchor"}
+    ax.set_xticks(range(len(labels)), text, parse_math=False, **slant)
 
 
 def _clean_categories(series: pd.Series) -> pd.Series:
     text = series.astype("object").where(series.notna(), None)
     return text.map(lambda c: "unknown" if c is None or not str(c).strip() else str(c))
+
+
+def _category_axes(
+    n_cat: int, n_series: int, per_bar: float, per_category: float, height: float
+) -> tuple[Figure, Any, list[np.ndarray], float]:
+    """A figure wide enough for every category's bars and label, where each series' bars
+    go (side by side within their category) and how wide they are."""
+    fig = _figure(max(6.6, 2.4 + n_cat * (per_bar * n_series + per_category)), height)
+    width = 0.8 / n_series
+    xs = [np.arange(n_cat) + (k - (n_series - 1) / 2) * width for k in range(n_series)]
+    return fig, fig.add_subplot(), xs, width
+
+
+def _finish_categories(
+    fig: Figure, path: str | Path, title: str, ticks: list[list[str]], legend: dict[str, Any]
+) -> None:
+    """The end both per-category bar charts share. A metric's label can be long, so it is
+    wrapped to the axes as laid out: the title to their width (the legend sits beside it),
+    the y label to their height (slanted category names take some of it)."""
+    ax = fig.axes[0]
+    _category_ticks(ax, ticks, fig.get_figwidth() - 2.5)  # about the axes' width
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    fig.legend(loc="outside right upper", fontsize=9, **legend)
+    fig.draw_without_rendering()
+    height_pt = ax.get_window_extent().height * 72 / fig.dpi
+    ax.set_ylabel("\n".join(_wrap(ax.get_ylabel(), height_pt, 10, 2)))
+    fig.draw_without_rendering()
+    width_pt = ax.get_window_extent().width * 72 / fig.dpi
+    ax.set_title("\n".join(_wrap(title, width_pt, 12, 2)), fontsize=12)
+    _save(fig, path)
 
 
 def category_histogram(table: pd.DataFrame, path: str | Path) -> None:
@@ -598,40 +582,26 @@ def category_histogram(table: pd.DataFrame, path: str | Path) -> None:
     title = "Motion categories per split"
     if table is None or len(table) == 0:
         return _message_figure(path, title, "no pairs to count")
-    frame = pd.DataFrame(
-        {
-            "split": table["split"].astype(str) if "split" in table else "all",
-            "category": _clean_categories(table["category"]) if "category" in table else "unknown",
-        }
-    )
-    counts = frame.groupby(["category", "split"]).size().unstack("split", fill_value=0)
+    split = table["split"].astype(str) if "split" in table else pd.Series("all", table.index)
+    category = table["category"] if "category" in table else pd.Series(None, table.index)
+    counts = pd.crosstab(_clean_categories(category), split)
     splits = [s for s in ("train", "bench") if s in counts.columns]
     splits += sorted(s for s in counts.columns if s not in splits)
     order = _category_order(counts.index, counts.sum(axis=1).to_dict())
     counts = counts.loc[order, splits]
 
-    n_split = len(splits)
-    fig = _figure(max(6.4, 2.6 + len(order) * (0.35 * n_split + 0.6)), 4.4)
-    ax = fig.add_subplot()
-    width = 0.8 / n_split
+    fig, ax, xs, width = _category_axes(len(order), len(splits), 0.35, 0.6, 4.4)
     colours = {"train": "#4c72b0", "bench": "#dd8452"}
-    extra = iter(_colours(n_split + 2)[2:])
-    for k, split in enumerate(splits):
-        bars = ax.bar(
-            np.arange(len(order)) + (k - (n_split - 1) / 2) * width,
-            counts[split].to_numpy(),
-            width,
-            color=colours.get(split) or next(extra),
-            label=_plain(f"{split} ({counts[split].sum():,} pairs)"),
-        )
+    extra = iter(_colours(len(splits) + 2)[2:])
+    for x, split in zip(xs, splits, strict=True):
+        colour = colours.get(split) or next(extra)
+        label = _plain(f"{split} ({counts[split].sum():,} pairs)")
+        bars = ax.bar(x, counts[split].to_numpy(), width, color=colour, label=label)
         ax.bar_label(bars, fontsize=8, padding=2)
-    _category_ticks(ax, [[c.replace("_", " ")] for c in order], fig.get_figwidth() - 2.4)
     ax.set_ylim(0, max(1, counts.to_numpy().max()) * 1.15)
-    ax.set(ylabel="pairs", xlabel="motion category", axisbelow=True)
-    ax.set_title(title, fontsize=12)
-    ax.grid(axis="y", alpha=0.3)
-    fig.legend(loc="outside right upper", fontsize=9, title="split")
-    _save(fig, path)
+    ax.set(ylabel="pairs", xlabel="motion category")
+    ticks = [[c.replace("_", " ")] for c in order]
+    _finish_categories(fig, path, title, ticks, {"title": "split"})
 
 
 # ----------------------------------------------------------------------------- scores
@@ -652,67 +622,46 @@ def metric_by_category(
     needed = {"model", "category", metric}
     if table is None or len(table) == 0 or not needed <= set(table.columns):
         return _message_figure(path, title, f"no {label} values to show")
-    frame = table.copy()
-    frame["category"] = _clean_categories(frame["category"])
-    frame["model"] = frame["model"].astype(str)
-    for column in (metric, f"{metric}_lo", f"{metric}_hi", "n"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else np.nan
+    columns = [metric, f"{metric}_lo", f"{metric}_hi", "n"]
+    frame = table.reindex(columns=["model", "category", *columns])  # no interval: NaN bounds
+    frame[columns] = frame[columns].apply(pd.to_numeric, errors="coerce")
+    frame = frame.assign(
+        category=_clean_categories(frame["category"]), model=frame["model"].astype(str)
+    )
     if not frame[metric].notna().any():
         return _message_figure(path, title, f"no {label} values to show (all NaN)")
     models = list(dict.fromkeys(frame["model"]))
     order = _category_order(frame["category"])
-    n_models = len(models)
-    fig = _figure(max(6.8, 2.2 + len(order) * (0.28 * n_models + 0.4)), 4.6)
-    ax = fig.add_subplot()
-    width = 0.8 / n_models
-    value_labels = len(order) * n_models <= 48
-    any_whisker = False
-    for k, (model, colour) in enumerate(zip(models, _colours(n_models), strict=True)):
+    fig, ax, xs, width = _category_axes(len(order), len(models), 0.28, 0.4, 4.6)
+    value_labels = len(order) * len(models) <= 48
+    above = {"xytext": (0, 3), "ha": "center", "va": "bottom", "rotation": 90, "fontsize": 7}
+    handles: list[Any] = []
+    for x, model, colour in zip(xs, models, _colours(len(models)), strict=True):
         rows = frame[frame["model"] == model].drop_duplicates("category", keep="last")
-        rows = rows.set_index("category").reindex(order)
-        values, lo, hi = (
-            rows[c].to_numpy(dtype=float) for c in (metric, f"{metric}_lo", f"{metric}_hi")
-        )
+        values, lo, hi = rows.set_index("category").reindex(order)[columns[:3]].to_numpy().T
         ok = np.isfinite(values)
-        xs = np.arange(len(order)) + (k - (n_models - 1) / 2) * width
-        ax.bar(xs[ok], values[ok], width * 0.92, color=colour)
+        ax.bar(x[ok], values[ok], width * 0.92, color=colour)
+        handles.append(Patch(color=colour, label=_plain(model)))
         whisker = ok & np.isfinite(lo) & np.isfinite(hi)
-        any_whisker |= bool(whisker.any())
         if whisker.any():
             v = values[whisker]
             err = np.clip([v - lo[whisker], hi[whisker] - v], 0, None)
-            ax.errorbar(
-                xs[whisker], v, yerr=err, fmt="none", ecolor="0.2", elinewidth=0.9, capsize=2.5
-            )
+            ax.errorbar(x[whisker], v, err, fmt="none", ecolor="0.2", elinewidth=0.9, capsize=2.5)
         ends = np.where(whisker, np.fmax(hi, values), values)
-        for xi, v, end in zip(xs[ok], values[ok], ends[ok], strict=True) if value_labels else ():
-            ax.annotate(
-                f"{v:.{0 if abs(v) >= 100 else 1 if abs(v) >= 10 else 2}f}",
-                (xi, max(end, 0.0)),
-                xytext=(0, 3),
-                textcoords="offset points",
-                ha="center",
-                va="bottom",
-                rotation=90,
-                fontsize=7,
-            )
+        for xi, v, end in zip(x[ok], values[ok], ends[ok], strict=True) if value_labels else ():
+            text = f"{v:.{0 if abs(v) >= 100 else 1 if abs(v) >= 10 else 2}f}"
+            ax.annotate(text, (xi, max(end, 0.0)), textcoords="offset points", **above)
+    if ax.collections:  # the whiskers
+        handles.append(Line2D([], [], color="0.2", lw=0.9, marker="_", ms=6, mew=0.9))
+        handles[-1].set_label("bootstrap 95%\ninterval")
+    # Bars keep the axis at 0; the margin above leaves room for the rotated value labels.
+    ax.margins(y=0.2 if value_labels else 0.08)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set(ylabel=label, xlabel="motion category (pairs scored)")
     ticks = []
     for category in order:
         n = frame.loc[frame["category"] == category, "n"]
         n = sorted({int(v) for v in n[np.isfinite(n)]})
         count = f"(n={n[0]})" if len(n) == 1 else f"(n={n[0]}–{n[-1]})" if n else None
         ticks.append([category.replace("_", " ")] + ([count] if count else []))
-    _category_ticks(ax, ticks, fig.get_figwidth() - 2.6)
-    # Bars keep the axis at 0; the margin above leaves room for the rotated value labels.
-    ax.margins(y=0.2 if value_labels else 0.08)
-    ax.axhline(0, color="0.3", lw=0.8)
-    ax.set(ylabel=label, xlabel="motion category (pairs scored)", axisbelow=True)
-    ax.set_title("\n".join(_wrap(title, (fig.get_figwidth() - 2.6) * 72, 12, 2)), fontsize=12)
-    ax.grid(axis="y", alpha=0.3)
-    handles: list[Any] = [Patch(color=colour) for colour in _colours(n_models)]
-    names = [_plain(model) for model in models]
-    if any_whisker:
-        handles.append(Line2D([], [], color="0.2", lw=0.9, marker="_", ms=6, mew=0.9))
-        names.append("bootstrap 95%\ninterval")
-    fig.legend(handles, names, loc="outside right upper", fontsize=9, title="model")
-    _save(fig, path)
+    _finish_categories(fig, path, title, ticks, {"handles": handles, "title": "model"})
