@@ -7,7 +7,6 @@ sys.path.insert(0, workflow.basedir)  # motionedit/ without installing it
 
 from motionedit.config import evaluation_flow, validate_config
 from motionedit.flow import UNIMATCH_CHECKPOINT_NAME
-from motionedit.judge import pricing
 from motionedit.mllm import section_pricing
 from motionedit.models import editor_settings
 from motionedit.sources import shard_names
@@ -111,6 +110,8 @@ def mllm_jobs(section):
     return 0 if section["backend"] in ("none", "offline") else 1
 
 
-def generative_pricing():
-    """Price of the evaluation's MLLM calls, for the cost columns of its score rows."""
-    return section_pricing(config["evaluate"]["generative"], config["mllm"])
+
+def mllm_pricing(section):
+    """What the MLLM calls of a config section (judge, rewrite, evaluate.generative) cost,
+    for the cost columns of its rows."""
+    return section_pricing(section, config["mllm"])

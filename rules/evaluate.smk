@@ -19,7 +19,7 @@ rule evaluate:
         flow=EVAL_FLOW,
         metrics=config["metrics"],
         generative=config["evaluate"]["generative"],
-        pricing=generative_pricing(),
+        pricing=mllm_pricing(config["evaluate"]["generative"]),
     script:
         "../workflow_scripts/evaluate.py"
 

@@ -17,7 +17,7 @@ rule judge:
         mllm=mllm_jobs(config["judge"]),
     params:
         config={k: config[k] for k in ("judge", "prefilter", "flow")},
-        pricing=pricing(config, "judge"),
+        pricing=mllm_pricing(config["judge"]),
     script:
         "../workflow_scripts/judge.py"
 
@@ -38,6 +38,6 @@ rule rewrite:
         mllm=mllm_jobs(config["rewrite"]),
     params:
         config={"rewrite": config["rewrite"]},
-        pricing=pricing(config, "rewrite"),
+        pricing=mllm_pricing(config["rewrite"]),
     script:
         "../workflow_scripts/rewrite.py"

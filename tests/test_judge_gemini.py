@@ -15,11 +15,12 @@ from gemini_stub import GeminiStub, motion_answers, request_text
 from test_mllm_gemini import SENTINEL, transport
 
 from motionedit.config import validate_config
-from motionedit.judge import make_judge, make_rewriter, pricing
+from motionedit.judge import make_judge, make_rewriter
 from motionedit.judge.gemini_judge import verdict_from_answer
 from motionedit.judge.gemini_rewriter import instruction_problem
 from motionedit.judge.offline_rewriter import instruction_for
 from motionedit.judge.stage import judge_shard, rewrite_shard
+from motionedit.mllm import section_pricing
 
 LOG = logging.getLogger("test-judge-gemini")
 
@@ -95,7 +96,12 @@ def test_judge_shard_keeps_errors_apart_from_discards(tmp_path, key):
         cfg = config(tmp_path, stub.url, concurrency=1)
         raw = tmp_path / "judge.raw.jsonl"
         table = judge_shard(
-            prefilter, frames, make_judge(cfg, cfg["mllm"], LOG), raw, LOG, pricing(cfg, "judge")
+            prefilter,
+            frames,
+            make_judge(cfg, cfg["mllm"], LOG),
+            raw,
+            LOG,
+            section_pricing(cfg["judge"], cfg["mllm"]),
         )
         assert stub.count == 4  # the pair the prefilter dropped is never asked about
     assert list(table["reason"]) == ["ok", "setting:inconsistent", "error:finish", "ok"]
@@ -200,7 +206,11 @@ def test_rewriter_asks_again_with_the_reason_and_flags_what_stays_wrong(tmp_path
         cfg["rewrite"]["max_attempts"] = 2
         raw = tmp_path / "rewrite.raw.jsonl"
         table = rewrite_shard(
-            judged, make_rewriter(cfg, cfg["mllm"], LOG), raw, LOG, pricing(cfg, "rewrite")
+            judged,
+            make_rewriter(cfg, cfg["mllm"], LOG),
+            raw,
+            LOG,
+            section_pricing(cfg["rewrite"], cfg["mllm"]),
         )
         # a: bad then good (2 calls); b: good (1); c: a 400, not retried (1).
         assert stub.count == 4

@@ -58,13 +58,6 @@ def _need(transport: dict[str, Any] | None) -> dict[str, Any]:
     return transport
 
 
-def pricing(config: dict[str, Any], stage: str) -> dict[str, Any] | None:
-    """What a stage's MLLM calls cost: the price entry of its model and the batch discount."""
-    from motionedit.mllm import section_pricing
-
-    return section_pricing(config[stage], config["mllm"])
-
-
 __all__ = [
     "BatchJudge",
     "BatchRewriter",
@@ -75,5 +68,4 @@ __all__ = [
     "Verdict",
     "make_judge",
     "make_rewriter",
-    "pricing",
 ]
