@@ -169,6 +169,18 @@ def test_rerun_does_nothing_and_a_new_model_runs_alone(workdir):
         "infer": 4, "evaluate": 4, "summarize": 1, "report_benchmark": 1, "all": 1
     }  # fmt: skip
 
+    # A MotionNFT checkpoint is a model like any other; it needs its run, not a new one.
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    step = "results/train/tiny-nft/checkpoints/step-000001"
+    cfg["models"]["tiny-nft-1"] = {"kind": "editor", "editor": "tiny", "lora": step}
+    (workdir / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    plan = planned_rules(
+        snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml"))
+    )
+    assert plan == {
+        "infer": 1, "evaluate": 1, "summarize": 1, "report_benchmark": 1, "all": 1
+    }  # fmt: skip
+
 
 def test_a_model_naming_an_unknown_editor_fails_before_any_job(tmp_path):
     cfg = yaml.safe_load(yaml.safe_dump(CONFIG))
