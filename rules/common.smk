@@ -110,8 +110,39 @@ def mllm_jobs(section):
     return 0 if section["backend"] in ("none", "offline") else 1
 
 
-
 def mllm_pricing(section):
     """What the MLLM calls of a config section (judge, rewrite, evaluate.generative) cost,
     for the cost columns of its rows."""
     return section_pricing(section, config["mllm"])
+
+
+def flow_gpus(flow):
+    """A GPU for a job that runs UniMatch off the CPU (DIS is CPU-only)."""
+    on_cpu = flow["unimatch"]["device"] == "cpu"
+    return 1 if flow["backend"] == "unimatch" and not on_cpu else 0
+
+
+def editor_gpus(name):
+    """A GPU for an editor unless it is pinned to the CPU (the tiny default)."""
+    return 0 if config["editors"][name]["device"] == "cpu" else 1
+
+
+def editor_memory(name):
+    """Host memory (MB) of a job that loads an editor: the tiny one fits in little."""
+    return 8000 if config["editors"][name]["kind"] == "tiny" else 64000
+
+
+def model_gpus(model):
+    spec = config["models"][model]
+    return editor_gpus(spec["editor"]) if spec["kind"] == "editor" else 0
+
+
+def model_memory(model):
+    spec = config["models"][model]
+    return editor_memory(spec["editor"]) if spec["kind"] == "editor" else 4000
+
+
+def conda_env(family):
+    """The pinned environment of a rule family, CPU or CUDA build of torch (software.torch)."""
+    cuda = "-cuda" if config["software"]["torch"] == "cuda" else ""
+    return f"../envs/{family}{cuda}.yaml"

@@ -18,7 +18,10 @@ rule dataset:
     benchmark:
         "results/benchmarks/dataset/dataset.tsv"
     conda:
-        "../envs/mining.yaml"
+        conda_env("mining")
+    resources:
+        mem_mb=16000,
+        runtime=60,
     params:
         dataset=config["dataset"],
         seed=config["seed"],

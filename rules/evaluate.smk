@@ -11,9 +11,12 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{model}.tsv"
     conda:
-        "../envs/eval.yaml"
+        conda_env("eval")
     threads: workflow.cores
     resources:
+        gpu=flow_gpus(EVAL_FLOW),
+        mem_mb=8000,
+        runtime=240,
         mllm=mllm_jobs(config["evaluate"]["generative"]),
     params:
         flow=EVAL_FLOW,
@@ -51,7 +54,10 @@ rule summarize:
     log:
         "results/logs/summarize.log",
     conda:
-        "../envs/eval.yaml"
+        conda_env("eval")
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         models=list(config["models"]),
         settings={k: config["evaluate"][k] for k in ("win_rate", "bootstrap")},

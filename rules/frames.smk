@@ -9,7 +9,10 @@ rule frames:
     benchmark:
         "results/benchmarks/frames/{src}/{shard}.tsv"
     conda:
-        "../envs/mining.yaml"
+        conda_env("mining")
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         frames=config["frames"],
     script:

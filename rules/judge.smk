@@ -11,8 +11,11 @@ rule judge:
     benchmark:
         "results/benchmarks/judge/{src}/{shard}.tsv"
     conda:
-        "../envs/mining.yaml"
+        conda_env("mining")
     resources:
+        gpu=flow_gpus(config["flow"]) if config["judge"]["backend"] == "offline" else 0,
+        mem_mb=4000,
+        runtime=720,
         # `--resources mllm=1` runs one MLLM job at a time, so the quota in `mllm:` holds.
         mllm=mllm_jobs(config["judge"]),
     params:
@@ -33,8 +36,10 @@ rule rewrite:
     benchmark:
         "results/benchmarks/rewrite/{src}/{shard}.tsv"
     conda:
-        "../envs/mining.yaml"
+        conda_env("mining")
     resources:
+        mem_mb=2000,
+        runtime=240,
         mllm=mllm_jobs(config["rewrite"]),
     params:
         config={"rewrite": config["rewrite"]},

@@ -9,8 +9,12 @@ rule sft:
     benchmark:
         "results/benchmarks/sft/{run}.tsv"
     conda:
-        "../envs/models.yaml"
+        conda_env("models")
     threads: workflow.cores
+    resources:
+        gpu=lambda w: editor_gpus(config["sft"][w.run]["editor"]),
+        mem_mb=lambda w: editor_memory(config["sft"][w.run]["editor"]),
+        runtime=1440,
     params:
         run=lambda w: config["sft"][w.run],
         editor=lambda w: training_editor("sft", w.run),
@@ -32,9 +36,11 @@ rule train:
     benchmark:
         "results/benchmarks/train/{nft}.tsv"
     conda:
-        "../envs/models.yaml"
+        conda_env("models")
     threads: workflow.cores
     resources:
+        mem_mb=lambda w: editor_memory(config["train"][w.nft]["editor"]),
+        runtime=2880,
         gpu=lambda w: config["train"][w.nft]["gpus"],
     params:
         run=lambda w: config["train"][w.nft],
@@ -62,8 +68,12 @@ rule infer:
     benchmark:
         "results/benchmarks/infer/{model}.tsv"
     conda:
-        "../envs/models.yaml"
+        conda_env("models")
     threads: workflow.cores
+    resources:
+        gpu=lambda w: model_gpus(w.model),
+        mem_mb=lambda w: model_memory(w.model),
+        runtime=720,
     params:
         config=lambda w: model_config(w.model),
     script:

@@ -9,7 +9,11 @@ rule prefilter:
     benchmark:
         "results/benchmarks/prefilter/{src}/{shard}.tsv"
     conda:
-        "../envs/mining.yaml"
+        conda_env("mining")
+    resources:
+        gpu=flow_gpus(config["flow"]),
+        mem_mb=4000,
+        runtime=60,
     params:
         prefilter=config["prefilter"],
         flow=config["flow"],

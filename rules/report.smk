@@ -22,7 +22,10 @@ rule report_benchmark:
     log:
         "results/logs/report/benchmark.log",
     conda:
-        "../envs/eval.yaml"
+        conda_env("eval")
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         models=list(config["models"]),
         samples=config["report"]["samples"],
@@ -49,7 +52,10 @@ rule report_training:
     log:
         "results/logs/report/training.log",
     conda:
-        "../envs/eval.yaml"
+        conda_env("eval")
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         runs=list(config["train"]),
     script:
@@ -84,6 +90,9 @@ rule report_dataset:
     log:
         "results/logs/report/dataset.log",
     conda:
-        "../envs/eval.yaml"
+        conda_env("eval")
+    resources:
+        mem_mb=4000,
+        runtime=30,
     script:
         "../workflow_scripts/report_dataset.py"

@@ -7,7 +7,10 @@ rule fetch:
     benchmark:
         "results/benchmarks/fetch/{src}/{shard}.tsv"
     conda:
-        "../envs/mining.yaml"
+        conda_env("mining")
+    resources:
+        mem_mb=2000,
+        runtime=240,
     params:
         source=lambda wildcards: SOURCES[wildcards.src],
         video=config["video"],

@@ -4,6 +4,9 @@ rule unimatch_weights:
     log:
         "results/logs/unimatch_weights.log",
     conda:
-        "../envs/mining.yaml"
+        conda_env("mining")
+    resources:
+        mem_mb=1000,
+        runtime=30,
     script:
         "../workflow_scripts/unimatch_weights.py"

@@ -148,6 +148,24 @@ def test_changing_a_prefilter_threshold_reruns_from_prefilter(workdir):
     assert plan["prefilter"] == 3 and plan["judge"] == 3
 
 
+def test_changing_a_judge_setting_reruns_from_judge(workdir):
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["judge"] = {"max_warp_error": 0.2}
+    (workdir / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    plan = planned_rules(
+        snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml"))
+    )
+    assert plan == {"judge": 3, "rewrite": 3, "dataset": 1, "report_dataset": 1, "all": 1}
+
+
+def test_until_and_a_single_target_run_only_what_they_name(workdir):
+    plan = planned_rules(snakemake(workdir, "--dry-run", "--forceall", "--until", "prefilter"))
+    assert plan == {"fetch": 3, "frames": 3, "prefilter": 3}
+    target = "results/frames/synth/0001.parquet"
+    plan = planned_rules(snakemake(workdir, target, "--dry-run", "--forcerun", "frames"))
+    assert plan == {"frames": 1}
+
+
 def test_bad_config_fails_before_any_job(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(SMALL | {"frames": {"window_secs": 3}}))
     proc = snakemake(tmp_path, check=False)
