@@ -47,6 +47,7 @@ from gemini_stub import GeminiStub, motion_answers, schema_fields
 from safetensors import safe_open
 from safetensors.torch import load_file
 from test_workflow import snakemake, snakemake_command
+from test_workflow_models import CONFIG as MODELS
 
 pytestmark = pytest.mark.e2e
 
@@ -79,31 +80,10 @@ def make_config(stub_url: str) -> dict:
             "concurrency": 1,
             "requests_per_minute": 120,
         },
-        "editors": {"tiny": {"kind": "tiny", "source": "results/models/tiny", "device": "cpu"}},
-        "sft": {
-            "tiny": {
-                "editor": "tiny",
-                "from_scratch": True,
-                "steps": 4,
-                "batch_size": 2,
-                "checkpoint_every": 2,
-                "vae": {"steps": 3, "batch_size": 2},
-            }
-        },
-        "train": {
-            RUN: {
-                "editor": "tiny",
-                "steps": 3,
-                "groups": 2,
-                "group_size": 2,
-                "sampling_steps": 1,
-                "rewards": {"motion": 0.5, "appearance": 0.5},
-                "checkpoint_every": 1,
-                "eval_every": 1,
-                "eval_pairs": 2,
-                "lora": {"rank": 2},
-            }
-        },
+        # The tiny editor and MotionNFT run of the models workflow test, one step longer.
+        "editors": MODELS["editors"],
+        "sft": {"tiny": MODELS["sft"]["tiny"]},
+        "train": {RUN: MODELS["train"]["tiny-nft"] | {"steps": 3}},
         "models": {
             "do-nothing": {"kind": "identity"},
             RUN: {"kind": "editor", "editor": "tiny", "lora": f"results/train/{RUN}"},
