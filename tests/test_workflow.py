@@ -75,6 +75,18 @@ def planned_rules(proc: subprocess.CompletedProcess) -> dict[str, int]:
     }
 
 
+def config_of(workdir: Path) -> dict:
+    return yaml.safe_load((workdir / "config.yaml").read_text())
+
+
+def planned_with(workdir: Path, cfg: dict) -> dict[str, int]:
+    """The jobs a dry run plans with ``cfg`` (an edited copy of the workdir's config)."""
+    (workdir / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    return planned_rules(
+        snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml"))
+    )
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     wd = tmp_path_factory.mktemp("wf")
@@ -138,23 +150,13 @@ def test_forcerun_judge_reruns_only_judge_and_what_follows(workdir):
 
 
 def test_changing_a_prefilter_threshold_reruns_from_prefilter(workdir):
-    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
-    cfg["prefilter"] = {"min_motion": 0.02}
-    (workdir / "changed.yaml").write_text(yaml.safe_dump(cfg))
-    plan = planned_rules(
-        snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml"))
-    )
+    plan = planned_with(workdir, config_of(workdir) | {"prefilter": {"min_motion": 0.02}})
     assert "fetch" not in plan and "frames" not in plan
     assert plan["prefilter"] == 3 and plan["judge"] == 3
 
 
 def test_changing_a_judge_setting_reruns_from_judge(workdir):
-    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
-    cfg["judge"] = {"max_warp_error": 0.2}
-    (workdir / "changed.yaml").write_text(yaml.safe_dump(cfg))
-    plan = planned_rules(
-        snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml"))
-    )
+    plan = planned_with(workdir, config_of(workdir) | {"judge": {"max_warp_error": 0.2}})
     assert plan == {"judge": 3, "rewrite": 3, "dataset": 1, "report_dataset": 1, "all": 1}
 
 

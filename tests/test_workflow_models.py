@@ -15,7 +15,7 @@ import yaml
 from diffusers import FluxKontextPipeline
 from PIL import Image
 from test_inference import make_bench
-from test_workflow import planned_rules, snakemake, snakemake_command
+from test_workflow import config_of, planned_with, snakemake, snakemake_command
 
 pytestmark = pytest.mark.e2e
 
@@ -156,13 +156,10 @@ def test_the_report_gathers_the_tables_and_figures(workdir):
 
 def test_rerun_does_nothing_and_a_new_model_runs_alone(workdir):
     assert "Nothing to be done" in snakemake(workdir, "--dry-run").stdout
-    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg = config_of(workdir)
     cfg["models"]["tiny-8"] = {"kind": "editor", "editor": "tiny"}
     cfg["editors"]["tiny"]["inference"] = {"steps": 8}
-    (workdir / "changed.yaml").write_text(yaml.safe_dump(cfg))
-    plan = planned_rules(
-        snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml"))
-    )
+    plan = planned_with(workdir, cfg)
     # The editor's inference settings changed: its models rerun and are scored again, the
     # training does not, and neither do the dataset and training figures.
     assert plan == {
@@ -170,13 +167,10 @@ def test_rerun_does_nothing_and_a_new_model_runs_alone(workdir):
     }  # fmt: skip
 
     # A MotionNFT checkpoint is a model like any other; it needs its run, not a new one.
-    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg = config_of(workdir)
     step = "results/train/tiny-nft/checkpoints/step-000001"
     cfg["models"]["tiny-nft-1"] = {"kind": "editor", "editor": "tiny", "lora": step}
-    (workdir / "changed.yaml").write_text(yaml.safe_dump(cfg))
-    plan = planned_rules(
-        snakemake(workdir, "--dry-run", "--configfile", str(workdir / "changed.yaml"))
-    )
+    plan = planned_with(workdir, cfg)
     assert plan == {
         "infer": 1, "evaluate": 1, "summarize": 1, "report_benchmark": 1, "all": 1
     }  # fmt: skip

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from motionedit.mllm.request import call_record
+
 
 @dataclass
 class PairInput:
@@ -77,8 +79,6 @@ def ask_each(
         except (OSError, ValueError, TypeError) as exc:
             requests.append(None)
             outcomes.append(Outcome(error=f"{unusable}: {exc}"))
-    from motionedit.mllm import call_record
-
     replies = iter(caller.run([r for r in requests if r is not None], desc))
     for request, outcome in zip(requests, outcomes, strict=True):
         if request is None:
