@@ -4,7 +4,9 @@ Builds a FLUX.1-Kontext-architecture pipeline from configs (tests/tiny_flux.py, 
 --width/--layers for a heavier transformer), random training pairs at --size, and runs the
 trainer for --steps steps on each available device (the CPU, and CUDA when present) with
 the motion + appearance rewards. Prints seconds per step, the share of each phase and the
-peak memory, per device, and the GPU/CPU step-time ratio.
+peak memory, per device, and the GPU/CPU step-time ratio. On a GPU it also runs with the
+text encoders kept on the CPU (``offload_text_encoders``) and gradient checkpointing, and
+prints that run's peak-memory and step-time ratios to the plain one.
 
     .venv/bin/python benchmarks/motionnft_step_time.py [--steps 4] [--size 64] [--width 128]
 """
@@ -67,7 +69,8 @@ def main() -> None:
         tiny_flux.build().save_pretrained(tmp / "pipe")
         train = pairs_table(tmp / "train", 16, args.size)
         results = {}
-        for device in devices:
+        runs = [(d, False) for d in devices] + ([("cuda", True)] if "cuda" in devices else [])
+        for device, lean in runs:
             config = validate_config({
                 "sources": [{"name": "s", "kind": "synthetic"}],
                 "flow": {"backend": "dis", "max_side": 256},
@@ -81,22 +84,32 @@ def main() -> None:
                                   "rewards": {"motion": 0.5, "appearance": 0.5}}},
             })  # fmt: skip
             run = copy.deepcopy(config["train"]["run"])
-            out = tmp / f"out-{device}"
+            run |= {"offload_text_encoders": lean, "gradient_checkpointing": lean}
+            name = f"{device}{' (text encoders on the CPU, checkpointing)' if lean else ''}"
+            out = tmp / f"out-{device}-{lean}"
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
             run_motionnft("run", run, editor_settings(config, "k"), config, train, train,
-                          out, tmp / f"state-{device}", logging.getLogger())  # fmt: skip
+                          out, tmp / f"state-{device}-{lean}", logging.getLogger())  # fmt: skip
             m = pd.read_csv(out / "metrics.csv")
             m = m[m["step"] > 1]  # the first step pays for warm-up
             phases = m[["sampling_s", "reward_s", "optimisation_s"]].mean()
-            total = results[device] = phases.sum()
+            total = phases.sum()
+            results[(device, lean)] = (total, m["peak_memory_mb"].max())
             print(
-                f"{device}: {total:.3f} s/step; sampling {phases['sampling_s'] / total:.0%}"
+                f"{name}: {total:.3f} s/step; sampling {phases['sampling_s'] / total:.0%}"
                 f", reward {phases['reward_s'] / total:.0%}, optimisation "
                 f"{phases['optimisation_s'] / total:.0%}; peak memory "
                 f"{m['peak_memory_mb'].max():.0f} MB ({args.groups}x{args.group_size} edits of "
                 f"{args.size}x{args.size}, {args.sampling_steps} sampling steps)"
             )
-        if "cuda" in results:
-            print(f"GPU/CPU step time: {results['cuda'] / results['cpu']:.2f}")
+        if ("cuda", False) in results:
+            (cpu, _), (gpu, peak), (lean, lean_peak) = (
+                results[("cpu", False)], results[("cuda", False)], results[("cuda", True)]
+            )
+            print(f"GPU/CPU step time: {gpu / cpu:.2f}")
+            print(f"text encoders on the CPU + checkpointing / plain, on the GPU: peak memory "
+                  f"{lean_peak / peak:.2f}, step time {lean / gpu:.2f}")  # fmt: skip
         else:
             print("no GPU here: run this on a GPU machine for the GPU column")
 

@@ -136,6 +136,15 @@ def _check_models(config: dict[str, Any]) -> None:
             )
         if sum(run["rewards"].values()) <= 0:
             raise ConfigError(f"train.{name}.rewards: the weights must add up to more than 0")
+    for section in ("sft", "train"):
+        for name, run in config[section].items():
+            if editors[run["editor"]].get("offload", "none") != "none":
+                raise ConfigError(
+                    f"editors.{run['editor']}.offload: {section}.{name} trains this editor, and "
+                    "diffusers CPU offload moves the transformer off the GPU between calls; set "
+                    "it to none (a train run can keep its text encoders on the CPU instead: "
+                    "offload_text_encoders: true, with gradient_checkpointing)"
+                )
     for name, model in config["models"].items():
         if model["kind"] == "editor" and model["editor"] not in editors:
             raise ConfigError(f"models.{name}.editor: no editor {model['editor']!r} ({known})")

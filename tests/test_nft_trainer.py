@@ -142,6 +142,60 @@ def test_a_killed_run_resumes_and_ends_with_the_same_lora(setup, tmp_path):
     assert a["eval_mas"].fillna(-1).tolist() == pytest.approx(k["eval_mas"].fillna(-1).tolist())
 
 
+def test_the_curve_scores_the_edits_the_benchmark_would_make(setup, tmp_path):
+    """The last held-out MAS is that of the saved LoRA editing through the pipeline's own call."""
+    from motionedit.config import evaluation_flow
+    from motionedit.flow import make_flow
+    from motionedit.metrics import score_edits
+    from motionedit.sft import load_pairs
+
+    _, _, bench, config = setup
+    run(setup, tmp_path / "out", tmp_path / "state", steps=3, eval_every=3)
+    logged = pd.read_csv(tmp_path / "out" / "metrics.csv")["eval_mas"].iloc[-1]
+    editor = editor_settings(config, "kontext")
+    adapter = load_editor(editor)
+    adapter.load_lora(tmp_path / "out")
+    pairs = load_pairs(bench)
+    seed = editor["inference"]["seed"]
+    edited = [adapter.edit([p.input], [p.prompt], seed)[0] for p in pairs]
+    metrics = config["metrics"]
+    rows = score_edits([p.input for p in pairs], edited, [p.target for p in pairs],
+                       make_flow(evaluation_flow(config)), metrics["motion_reward"],
+                       metrics["mas"])  # fmt: skip
+    assert logged == pytest.approx(sum(r["mas"] for r in rows) / len(rows), abs=1e-4)
+
+
+def test_text_encoders_kept_on_the_cpu_change_nothing_learned(setup, tmp_path, monkeypatch):
+    from motionedit.nft import trainer as nft
+
+    places = []
+    ready = nft.MotionNFT.text_encoders_ready
+
+    def watched(self):
+        places.append([m.device.type for m in nft._text_encoders(self.adapter.pipe)
+                       for m in [next(m.parameters())]])  # fmt: skip
+        return ready(self)
+
+    monkeypatch.setattr(nft.MotionNFT, "text_encoders_ready", watched)
+    run(setup, tmp_path / "off", tmp_path / "s-off", steps=2, eval_every=2,
+        offload_text_encoders=True)  # fmt: skip
+    run(setup, tmp_path / "on", tmp_path / "s-on", steps=2, eval_every=2)
+    off = load_file(tmp_path / "off" / LORA_WEIGHT_NAME)
+    on = load_file(tmp_path / "on" / LORA_WEIGHT_NAME)
+    assert off.keys() == on.keys() and all(torch.equal(off[k], on[k]) for k in off)
+    # Encoding happened once per step and once per held-out evaluation (steps 0 and 2).
+    assert len(places) == 2 * 4 and all(p == ["cpu", "cpu"] for p in places)
+
+
+def test_training_refuses_an_editor_with_diffusers_offload(setup):
+    from motionedit.config import ConfigError
+
+    config = copy.deepcopy(setup[3])
+    config["editors"]["kontext"]["offload"] = "model"
+    with pytest.raises(ConfigError, match=r"editors\.kontext\.offload: train\.nft trains"):
+        validate_config(config)
+
+
 def test_two_processes_under_accelerate_launch_train_together(setup, tmp_path):
     """The multi-GPU path (one process per device, gradients averaged), run on the CPU."""
     from motionedit.nft.launch import launch

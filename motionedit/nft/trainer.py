@@ -32,6 +32,8 @@ import resource
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,11 @@ def _use(adapter: EditorAdapter, name: str | None) -> None:
     t.set_adapter(name)
 
 
+def _text_encoders(pipe: Any) -> list[torch.nn.Module]:
+    names = ("text_encoder", "text_encoder_2", "text_encoder_3")
+    return [m for m in (getattr(pipe, n, None) for n in names) if m is not None]
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -122,10 +129,12 @@ class MotionNFT:
             adapter.load_lora(run["init_lora"], adapter_name="init")
             adapter.pipe.fuse_lora(adapter_names=["init"])
             adapter.pipe.unload_lora_weights()
-        for module in (adapter.pipe.vae, adapter.pipe.text_encoder,
-                       getattr(adapter.pipe, "text_encoder_2", None)):  # fmt: skip
-            if module is not None:
-                module.requires_grad_(False)
+        for module in (adapter.pipe.vae, *_text_encoders(adapter.pipe)):
+            module.requires_grad_(False)
+        self.offload_text = bool(run["offload_text_encoders"])
+        if self.offload_text:
+            for module in _text_encoders(adapter.pipe):
+                module.to("cpu")
         lora = run["lora"]
         torch.manual_seed(run["seed"])
         adapter.add_lora(lora["rank"], lora["alpha"], lora["targets"], adapter_name=OLD)
@@ -195,13 +204,38 @@ class MotionNFT:
         self.rows = list(state["log"])
         self.step = int(state["step"])
 
+    @contextmanager
+    def text_encoders_ready(self) -> Iterator[None]:
+        """The text encoders on the training device while prompts are encoded.
+
+        With ``offload_text_encoders`` they live in CPU memory and visit the device only
+        for the conditioning of a step (and the held-out edits), so the optimisation phase,
+        where activations peak, has their memory free (T5-XXL or Qwen2.5-VL: 9-16 GB).
+        Each of several processes does this with its own copy.
+        """
+        if not self.offload_text:
+            yield
+            return
+        modules = _text_encoders(self.adapter.pipe)
+        for module in modules:
+            module.to(self.adapter.device)
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.to("cpu")
+            if self.adapter.device.type == "cuda":
+                torch.cuda.empty_cache()
+
     # ------------------------------------------------------------------ one step
     @torch.no_grad()
     def _rollouts(self, batch: list[Pair]) -> tuple[Any, torch.Tensor, torch.Tensor]:
         """K edits per prompt from the old policy: (conditioning, latents, images 0..1)."""
         adapter, run = self.adapter, self.run
         k = run["group_size"]
-        cond = adapter.condition([p.input for p in batch], [p.prompt for p in batch]).repeat(k)
+        with self.text_encoders_ready():
+            cond = adapter.condition([p.input for p in batch], [p.prompt for p in batch])
+        cond = cond.repeat(k)
         noise = adapter.noise(cond, self.noise_gen)
         _use(adapter, OLD)
         latents, images = [], []
@@ -337,19 +371,22 @@ class MotionNFT:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """MAS and motion reward of the EMA policy on the held-out slice, fixed noise per pair."""
+        """MAS and motion reward of the EMA policy on the held-out slice.
+
+        The edits are made the way the benchmark makes them (the pipeline's own call with
+        the editor's inference settings and seed), not with the rollout sampler, so the
+        curve measures what the benchmark will measure of this LoRA.
+        """
         if not self.eval_pairs:
             return {}
         saved = self.swap_in_ema()
-        adapter, edited, inputs, targets = self.adapter, [], [], []
+        adapter = self.adapter
+        seed = int(adapter.settings["inference"]["seed"])
         _use(adapter, POLICY)
-        for i, pair in enumerate(self.eval_pairs):
-            cond = adapter.condition([pair.input], [pair.prompt])
-            noise = adapter.noise(cond, torch.Generator().manual_seed(self.run["seed"] + i))
-            x0 = adapter.sample(cond, self.run["sampling_steps"], latents=noise)
-            edited.extend(tensor_to_pil(adapter.decode(x0, cond)))
-            inputs.append(pair.input)
-            targets.append(pair.target)
+        with self.text_encoders_ready():
+            edited = [adapter.edit([p.input], [p.prompt], seed)[0] for p in self.eval_pairs]
+        inputs = [p.input for p in self.eval_pairs]
+        targets = [p.target for p in self.eval_pairs]
         self.restore_policy(saved)
         motion = self.rewards.components.get("motion")
         if motion is None:
