@@ -105,7 +105,9 @@ def main() -> None:
             )
         if ("cuda", False) in results:
             (cpu, _), (gpu, peak), (lean, lean_peak) = (
-                results[("cpu", False)], results[("cuda", False)], results[("cuda", True)]
+                results[("cpu", False)],
+                results[("cuda", False)],
+                results[("cuda", True)],
             )
             print(f"GPU/CPU step time: {gpu / cpu:.2f}")
             print(f"text encoders on the CPU + checkpointing / plain, on the GPU: peak memory "
