@@ -2,11 +2,12 @@
 
 Runs the workflow (the real snakemake CLI) on a config (the default config.yaml unless
 --config is given; --clips enlarges its synthetic corpus), then, for every `train` run and
-the model that evaluates its LoRA, compares benchmark MAS with the model of the same editor
-without it: per benchmark pair, from the `evaluate` stage's scores, paired bootstrap 95%
-intervals of each mean and of the difference. Prints the run's training curve (held-out MAS per
-evaluation step, reward per step) and the share of step time spent in sampling, reward and
-optimisation (from its metrics.csv), and the wall time of the train job.
+the model that evaluates its LoRA, compares benchmark MAS with the models of the same
+editor without it and with each SFT LoRA (the supervised baseline on the same pairs): per
+benchmark pair, from the `evaluate` stage's scores, paired bootstrap 95% intervals of each
+mean and of the difference. Prints the run's training curve (held-out MAS per evaluation
+step, reward per step), the share of step time spent in sampling, reward and optimisation
+(from its metrics.csv), and the wall time of the train job.
 
     .venv/bin/python benchmarks/motionnft_gain.py [--config FILE] [--clips N] [--workdir DIR]
 """
@@ -38,20 +39,23 @@ def model_mas(workdir: Path, model: str) -> pd.Series:
     return scores[scores["error"] == ""].set_index("id")["mas"].rename(model)
 
 
-def pairs_to_compare(config: dict) -> list[tuple[str, str, str]]:
-    """(train run, model with its LoRA, model of the same editor without one)."""
+def pairs_to_compare(config: dict) -> list[tuple[str, str, list[str]]]:
+    """(train run, model with its LoRA, models of the same editor to compare it with: the
+    editor itself and the editor with each SFT LoRA, the baseline of the same data)."""
     out = []
     models = config["models"]
     for run, spec in config["train"].items():
         lora = f"results/train/{run}"
         tuned = [m for m, s in models.items() if (s.get("lora") or "").rstrip("/") == lora]
-        base = [
+        bases = [
             m
             for m, s in models.items()
-            if s["kind"] == "editor" and s["editor"] == spec["editor"] and not s.get("lora")
+            if s["kind"] == "editor"
+            and s["editor"] == spec["editor"]
+            and (not s.get("lora") or s["lora"].startswith("results/models/"))
         ]
-        if tuned and base:
-            out.append((run, tuned[0], base[0]))
+        if tuned and bases:
+            out.append((run, tuned[0], bases))
     return out
 
 
@@ -65,22 +69,24 @@ def main() -> None:
     bench = pd.read_parquet(workdir / "results" / "dataset" / "bench" / "data.parquet")
     flow = full["evaluate"]["flow_backend"] or full["flow"]["backend"]
     print(f"workdir: {workdir}\nbenchmark pairs: {len(bench)}, flow: {flow}\n")
-    for run, tuned, base in comparisons:
-        a = model_mas(workdir, base)
+    for run, tuned, bases in comparisons:
         b = model_mas(workdir, tuned)
-        both = a.index.intersection(b.index)
-        m_a, lo_a, hi_a = bootstrap_ci(a[both].to_numpy())
-        m_b, lo_b, hi_b = bootstrap_ci(b[both].to_numpy())
-        d, lo_d, hi_d = bootstrap_ci((b[both] - a[both]).to_numpy())
-        print(f"## train.{run}: {base} -> {tuned} ({len(both)} pairs)\n")
-        print("| model | MAS [95% CI] |\n|---|---|")
-        print(f"| {base} (before MotionNFT) | {m_a:.2f} [{lo_a:.2f}, {hi_a:.2f}] |")
-        print(f"| {tuned} (MotionNFT) | {m_b:.2f} [{lo_b:.2f}, {hi_b:.2f}] |")
-        verdict = "significant" if lo_d > 0 or hi_d < 0 else "not significant"
-        print(f"\ndifference: {d:+.2f} [{lo_d:+.2f}, {hi_d:+.2f}] ({verdict} at 95%)\n")
+        print(f"## train.{run}: {tuned}\n")
+        print("| model | MAS [95% CI] | MotionNFT minus it [95% CI] |\n|---|---|---|")
+        m_b, lo_b, hi_b = bootstrap_ci(b.to_numpy())
+        print(f"| {tuned} (MotionNFT) | {m_b:.2f} [{lo_b:.2f}, {hi_b:.2f}] | |")
+        for base in bases:
+            a = model_mas(workdir, base)
+            both = a.index.intersection(b.index)
+            m_a, lo_a, hi_a = bootstrap_ci(a[both].to_numpy())
+            d, lo_d, hi_d = bootstrap_ci((b[both] - a[both]).to_numpy())
+            verdict = "significant" if lo_d > 0 or hi_d < 0 else "not significant"
+            print(f"| {base} | {m_a:.2f} [{lo_a:.2f}, {hi_a:.2f}] | {d:+.2f} [{lo_d:+.2f}, "
+                  f"{hi_d:+.2f}], {verdict} ({len(both)} pairs) |")  # fmt: skip
+        print()
         metrics = pd.read_csv(workdir / "results" / "train" / run / "metrics.csv")
         curve = metrics[metrics["eval_mas"].notna()][["step", "eval_mas"]]
-        print("training curve (held-out slice, the EMA policy, the rollout sampler):")
+        print("training curve (held-out slice, the EMA policy, the editor's inference):")
         print("  " + ", ".join(f"{int(s)}: {m:.2f}" for s, m in curve.itertuples(index=False)))
         steps = metrics[metrics["step"] > 0]
         first, last = steps["reward_mean"].iloc[:10].mean(), steps["reward_mean"].iloc[-10:].mean()

@@ -165,26 +165,28 @@ def test_the_curve_scores_the_edits_the_benchmark_would_make(setup, tmp_path):
     assert logged == pytest.approx(sum(r["mas"] for r in rows) / len(rows), abs=1e-4)
 
 
-def test_text_encoders_kept_on_the_cpu_change_nothing_learned(setup, tmp_path, monkeypatch):
+def test_the_memory_savers_change_nothing_learned(setup, tmp_path, monkeypatch):
+    """Text encoders kept on the CPU and gradient checkpointing: the same LoRA as without."""
     from motionedit.nft import trainer as nft
 
-    places = []
+    seen = []
     ready = nft.MotionNFT.text_encoders_ready
 
     def watched(self):
-        places.append([m.device.type for m in nft._text_encoders(self.adapter.pipe)
-                       for m in [next(m.parameters())]])  # fmt: skip
+        devices = [next(m.parameters()).device.type for m in nft._text_encoders(self.adapter.pipe)]
+        seen.append((devices, self.adapter.transformer.is_gradient_checkpointing))
         return ready(self)
 
     monkeypatch.setattr(nft.MotionNFT, "text_encoders_ready", watched)
-    run(setup, tmp_path / "off", tmp_path / "s-off", steps=2, eval_every=2,
-        offload_text_encoders=True)  # fmt: skip
-    run(setup, tmp_path / "on", tmp_path / "s-on", steps=2, eval_every=2)
-    off = load_file(tmp_path / "off" / LORA_WEIGHT_NAME)
-    on = load_file(tmp_path / "on" / LORA_WEIGHT_NAME)
-    assert off.keys() == on.keys() and all(torch.equal(off[k], on[k]) for k in off)
+    run(setup, tmp_path / "lean", tmp_path / "s-lean", steps=2, eval_every=2,
+        offload_text_encoders=True, gradient_checkpointing=True)  # fmt: skip
+    lean = load_file(tmp_path / "lean" / LORA_WEIGHT_NAME)
     # Encoding happened once per step and once per held-out evaluation (steps 0 and 2).
-    assert len(places) == 2 * 4 and all(p == ["cpu", "cpu"] for p in places)
+    assert seen == [(["cpu", "cpu"], True)] * 4
+    run(setup, tmp_path / "plain", tmp_path / "s-plain", steps=2, eval_every=2)
+    plain = load_file(tmp_path / "plain" / LORA_WEIGHT_NAME)
+    assert lean.keys() == plain.keys()
+    assert all(torch.allclose(lean[k], plain[k], atol=1e-6) for k in lean)
 
 
 def test_training_refuses_an_editor_with_diffusers_offload(setup):

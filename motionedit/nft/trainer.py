@@ -374,14 +374,16 @@ class MotionNFT:
         """MAS and motion reward of the EMA policy on the held-out slice.
 
         The edits are made the way the benchmark makes them (the pipeline's own call with
-        the editor's inference settings and seed), not with the rollout sampler, so the
-        curve measures what the benchmark will measure of this LoRA.
+        the editor kind's inference settings), not with the rollout sampler, so the curve
+        measures what the benchmark will measure of this LoRA. A user's `inference:`
+        overrides are left out of training's settings so that changing them retrains
+        nothing; the curve then uses the kind's defaults and seed 0.
         """
         if not self.eval_pairs:
             return {}
         saved = self.swap_in_ema()
         adapter = self.adapter
-        seed = int(adapter.settings["inference"]["seed"])
+        seed = int(adapter.settings["inference"].get("seed", 0))
         _use(adapter, POLICY)
         with self.text_encoders_ready():
             edited = [adapter.edit([p.input], [p.prompt], seed)[0] for p in self.eval_pairs]
