@@ -365,13 +365,8 @@ def run_sft(
     else:
         adapter = load_editor(editor)
         adapter.add_lora(run["lora"]["rank"], run["lora"]["alpha"], run["lora"]["targets"])
-        for m in (
-            adapter.pipe.vae,
-            adapter.pipe.text_encoder,
-            getattr(adapter.pipe, "text_encoder_2", None),
-        ):
-            if m is not None:
-                m.requires_grad_(False)
+        for m in (adapter.pipe.vae, *adapter.text_encoders):
+            m.requires_grad_(False)
         train_flow_matching(adapter, pairs, run, checkpoints, log_rows, logger)
     if out_dir.exists():
         shutil.rmtree(out_dir)

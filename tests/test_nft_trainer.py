@@ -173,7 +173,7 @@ def test_the_memory_savers_change_nothing_learned(setup, tmp_path, monkeypatch):
     ready = nft.MotionNFT.text_encoders_ready
 
     def watched(self):
-        devices = [next(m.parameters()).device.type for m in nft._text_encoders(self.adapter.pipe)]
+        devices = [next(m.parameters()).device.type for m in self.adapter.text_encoders]
         seen.append((devices, self.adapter.transformer.is_gradient_checkpointing))
         return ready(self)
 

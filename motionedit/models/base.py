@@ -217,6 +217,12 @@ class EditorAdapter(ABC):
     def transformer(self) -> torch.nn.Module:
         return self.pipe.transformer
 
+    @property
+    def text_encoders(self) -> list[torch.nn.Module]:
+        """The pipeline's prompt encoders (CLIP and T5 for Kontext, Qwen2.5-VL for Qwen)."""
+        names = ("text_encoder", "text_encoder_2", "text_encoder_3")
+        return [m for m in (getattr(self.pipe, n, None) for n in names) if m is not None]
+
     def add_lora(
         self,
         rank: int,

@@ -92,11 +92,6 @@ def _use(adapter: EditorAdapter, name: str | None) -> None:
     t.set_adapter(name)
 
 
-def _text_encoders(pipe: Any) -> list[torch.nn.Module]:
-    names = ("text_encoder", "text_encoder_2", "text_encoder_3")
-    return [m for m in (getattr(pipe, n, None) for n in names) if m is not None]
-
-
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -129,11 +124,11 @@ class MotionNFT:
             adapter.load_lora(run["init_lora"], adapter_name="init")
             adapter.pipe.fuse_lora(adapter_names=["init"])
             adapter.pipe.unload_lora_weights()
-        for module in (adapter.pipe.vae, *_text_encoders(adapter.pipe)):
+        for module in (adapter.pipe.vae, *adapter.text_encoders):
             module.requires_grad_(False)
         self.offload_text = bool(run["offload_text_encoders"])
         if self.offload_text:
-            for module in _text_encoders(adapter.pipe):
+            for module in adapter.text_encoders:
                 module.to("cpu")
         lora = run["lora"]
         torch.manual_seed(run["seed"])
@@ -216,7 +211,7 @@ class MotionNFT:
         if not self.offload_text:
             yield
             return
-        modules = _text_encoders(self.adapter.pipe)
+        modules = self.adapter.text_encoders
         for module in modules:
             module.to(self.adapter.device)
         try:
