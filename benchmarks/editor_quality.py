@@ -18,6 +18,7 @@ import copy
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -87,14 +88,18 @@ def job_seconds(workdir: Path, rule: str, name: str) -> float | None:
     return float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]) if tsv.is_file() else None
 
 
-def workflow_arguments(doc: str) -> tuple[argparse.Namespace, dict, dict]:
-    """The options of a benchmark that runs the workflow: (args, the config as written with
-    --clips applied, the same validated with its defaults)."""
+def workflow_arguments(
+    doc: str, more: Callable[[argparse.ArgumentParser], None] | None = None
+) -> tuple[argparse.Namespace, dict, dict]:
+    """The options of a benchmark that runs the workflow (``more`` adds its own): (args, the
+    config as written with --clips applied, the same validated with its defaults)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--config", default=str(ROOT / "config.yaml"))
     ap.add_argument("--clips", type=int, default=None, help="synthetic clips (default: config's)")
     ap.add_argument("--workdir", default=None, help="keep the run here (default: a temp folder)")
     ap.add_argument("--cores", type=int, default=2)
+    if more is not None:
+        more(ap)
     args = ap.parse_args()
     config = yaml.safe_load(Path(args.config).read_text())
     if args.clips:
