@@ -8,7 +8,8 @@ pixel distance to the target frame: PSNR and mean absolute error, per sample, pa
 a bootstrap 95% interval of the mean difference. Also prints each SFT run's wall time
 (the rule's benchmark table) against the 10-minute budget on two cores.
 
-    .venv/bin/python benchmarks/editor_quality.py [--config FILE] [--clips 160] [--workdir DIR]
+    .venv/bin/python benchmarks/editor_quality.py [--config FILE [FILE ...]] [--clips 160]
+        [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -88,20 +89,37 @@ def job_seconds(workdir: Path, rule: str, name: str) -> float | None:
     return float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]) if tsv.is_file() else None
 
 
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, mappings merged key by key (lists replaced)."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
+
+
 def workflow_arguments(
     doc: str, more: Callable[[argparse.ArgumentParser], None] | None = None
 ) -> tuple[argparse.Namespace, dict, dict]:
     """The options of a benchmark that runs the workflow (``more`` adds its own): (args, the
     config as written with --clips applied, the same validated with its defaults)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--config", default=str(ROOT / "config.yaml"))
+    ap.add_argument(
+        "--config",
+        nargs="+",
+        default=[str(ROOT / "config.yaml")],
+        help="config file(s); a later one's keys go over an earlier one's, as with "
+        "snakemake --configfile A B",
+    )
     ap.add_argument("--clips", type=int, default=None, help="synthetic clips (default: config's)")
     ap.add_argument("--workdir", default=None, help="keep the run here (default: a temp folder)")
     ap.add_argument("--cores", type=int, default=2)
     if more is not None:
         more(ap)
     args = ap.parse_args()
-    config = yaml.safe_load(Path(args.config).read_text())
+    config: dict = {}
+    for path in args.config:
+        config = _merged(config, yaml.safe_load(Path(path).read_text()) or {})
     if args.clips:
         for source in config["sources"]:
             if source["kind"] == "synthetic":

@@ -12,11 +12,11 @@ step, reward per step), the share of step time spent in sampling, reward and opt
 With --seeds N every model edits each pair with sampling seeds 0..N-1 (the workflow uses
 seed 0) and a pair's MAS is the mean over them: on a benchmark of a dozen pairs the seed
 alone moves the tiny editor's MAS by up to a point. Each model is also scored on every 4th
-train pair (the pairs MotionNFT and SFT trained on, same seeds), which shows how far its
-benchmark MAS lags what it does on pairs it has seen.
+of the train pairs MotionNFT trained on (same seeds), which shows how far its benchmark MAS
+lags what it does on those pairs.
 
-    .venv/bin/python benchmarks/motionnft_gain.py [--config FILE] [--clips N] [--workdir DIR]
-        [--seeds N]
+    .venv/bin/python benchmarks/motionnft_gain.py [--config FILE [FILE ...]] [--clips N]
+        [--workdir DIR] [--seeds N]
 """
 
 from __future__ import annotations
@@ -52,16 +52,19 @@ def model_mas(workdir: Path, model: str) -> pd.Series:
     return scores[scores["error"] == ""].set_index("id")["mas"].rename(model)
 
 
-def seed_mean_mas(workdir: Path, config: dict, model: str, split: str, seeds: int) -> pd.Series:
-    """MAS per pair of a split, averaged over sampling seeds 0..seeds-1, edited and scored
-    here with the evaluate stage's settings (its flow, its metric constants)."""
+def seed_mean_mas(
+    workdir: Path, config: dict, model: str, split: str, seeds: int, videos: dict | None = None
+) -> pd.Series:
+    """MAS per pair of a split (of its `videos` part), averaged over sampling seeds
+    0..seeds-1, edited and scored here with the evaluate stage's settings (its flow, its
+    metric constants)."""
     spec = config["models"][model]
     settings = editor_settings(config, spec["editor"])
     settings["source"] = str(workdir / settings["source"])
     adapter = load_editor(settings)
     if spec.get("lora"):
         adapter.load_lora(workdir / spec["lora"])
-    pairs = load_pairs(workdir / "results" / "dataset" / split / "data.parquet")
+    pairs = load_pairs(workdir / "results" / "dataset" / split / "data.parquet", videos)
     if split == "train":
         pairs = pairs[::4]
     flow = make_flow(evaluation_flow(config))
@@ -124,26 +127,27 @@ def main() -> None:
             return model_mas(workdir, model)
         return seed_mean_mas(workdir, full, model, "bench", args.seeds)
 
-    def train_mas(model: str) -> str:
-        return f"{seed_mean_mas(workdir, full, model, 'train', args.seeds).mean():.2f}"
+    def train_mas(model: str, videos: dict | None) -> str:
+        return f"{seed_mean_mas(workdir, full, model, 'train', args.seeds, videos).mean():.2f}"
 
     for run, tuned, bases in comparisons:
+        videos = full["train"][run]["videos"]
         b = bench_mas(tuned)
         print(f"## train.{run}: {tuned}\n")
         print("| model | MAS [95% CI] | MotionNFT minus it [95% CI] | train-pair MAS |")
         print("|---|---|---|---|")
         m_b, lo_b, hi_b = bootstrap_ci(b.to_numpy())
-        print(
-            f"| {tuned} (MotionNFT) | {m_b:.2f} [{lo_b:.2f}, {hi_b:.2f}] | | {train_mas(tuned)} |"
-        )
+        seen = train_mas(tuned, videos)
+        print(f"| {tuned} (MotionNFT) | {m_b:.2f} [{lo_b:.2f}, {hi_b:.2f}] | | {seen} |")
         for base in bases:
             a = bench_mas(base)
             both = a.index.intersection(b.index)
             m_a, lo_a, hi_a = bootstrap_ci(a[both].to_numpy())
             d, lo_d, hi_d = bootstrap_ci((b[both] - a[both]).to_numpy())
             verdict = "significant" if lo_d > 0 or hi_d < 0 else "not significant"
+            seen = train_mas(base, videos)
             print(f"| {base} | {m_a:.2f} [{lo_a:.2f}, {hi_a:.2f}] | {d:+.2f} [{lo_d:+.2f}, "
-                  f"{hi_d:+.2f}], {verdict} ({len(both)} pairs) | {train_mas(base)} |")  # fmt: skip
+                  f"{hi_d:+.2f}], {verdict} ({len(both)} pairs) | {seen} |")  # fmt: skip
         print()
         metrics = pd.read_csv(workdir / "results" / "train" / run / "metrics.csv")
         curve = metrics[metrics["eval_mas"].notna()][["step", "eval_mas"]]

@@ -138,6 +138,12 @@ def _check_models(config: dict[str, Any]) -> None:
             raise ConfigError(f"train.{name}.rewards: the weights must add up to more than 0")
     for section in ("sft", "train"):
         for name, run in config[section].items():
+            videos = run.get("videos")
+            if videos and videos["part"] > videos["of"]:
+                raise ConfigError(
+                    f"{section}.{name}.videos.part: {videos['part']} is more than the "
+                    f"{videos['of']} parts of `of`; parts are numbered 1 to {videos['of']}"
+                )
             if editors[run["editor"]].get("offload", "none") != "none":
                 raise ConfigError(
                     f"editors.{run['editor']}.offload: {section}.{name} trains this editor, and "

@@ -77,11 +77,30 @@ def _decoded(pair: Pair, which: str) -> Image.Image:
     return image_from_cell(getattr(pair, which), pair.root)
 
 
-def load_pairs(table: str | Path) -> list[Pair]:
-    """The (input, instruction, target) triplets of a dataset split, in id order."""
+def video_part(video_id: str, parts: int) -> int:
+    """The part (1..parts) a video belongs to: a hash of its id alone, so a video keeps its
+    part whatever else is mined."""
+    return int(hashlib.sha1(f"part:{video_id}".encode()).hexdigest(), 16) % parts + 1
+
+
+def load_pairs(table: str | Path, videos: dict[str, int] | None = None) -> list[Pair]:
+    """The (input, instruction, target) triplets of a dataset split, in id order; with
+    ``videos`` ({part, of}) only the pairs of the videos in that part."""
     df = pd.read_parquet(table).sort_values("id")
+    if videos:
+        part = df["video_id"].map(lambda v: video_part(str(v), videos["of"]))
+        df = df[part == videos["part"]]
     root = Path(table).parent
     return [Pair(r.id, r.prompt, r.input_image, r.target_image, root) for r in df.itertuples()]
+
+
+def no_pairs_error(section: str, name: str, run: dict[str, Any], table: str | Path) -> ModelError:
+    if run.get("videos"):
+        return ModelError(
+            f"{section}.{name}.videos: part {run['videos']['part']} of {run['videos']['of']} "
+            f"of {table} has no pairs; use fewer parts or mine more videos"
+        )
+    return ModelError(f"{section}.{name}: the train split {table} is empty; mine more videos")
 
 
 def sample_sigmas(
@@ -353,9 +372,9 @@ def run_sft(
     torch.manual_seed(run["seed"])
     random.seed(run["seed"])
     out_dir = Path(out_dir)
-    pairs = load_pairs(train_table)
+    pairs = load_pairs(train_table, run.get("videos"))
     if not pairs:
-        raise ModelError(f"sft.{name}: the train split {train_table} is empty; mine more videos")
+        raise no_pairs_error("sft", name, run, train_table)
     checkpoints = Checkpoints(Path(checkpoint_dir), settings_digest(run, editor, pairs))
     editor = dict(editor)  # loading resolves the device into it; the caller's dict stays as is
     log_rows: list[dict[str, Any]] = []

@@ -39,6 +39,13 @@ def test_defaults_differ_per_source_kind():
         (minimal(flow={"backend": "raft"}), "flow.backend: 'raft' is not one of"),
         (minimal(judge={"gemini": {"modle": "x"}}), "judge.gemini.modle: unknown key(s)"),
         (minimal(mllm={"api_key": "x"}), "mllm.api_key: unknown key(s) 'api_key'"),
+        (
+            minimal(
+                editors={"t": {"kind": "tiny", "source": "m"}},
+                sft={"s": {"editor": "t", "videos": {"of": 2}}},
+            ),
+            "sft.s.videos: 'part' is a required",
+        ),
         ({"sources": [{"name": "s", "kind": "synthetic", "clipz": 3}]}, "sources[0].clipz"),
         ({"sources": [{"name": "s", "kind": "url_list"}]}, "sources[0]: 'list' is a required"),
         ({"sources": [{"name": "s", "kind": "ftp"}]}, "sources[0].kind: 'ftp' is not one of"),
@@ -52,6 +59,15 @@ def test_mistakes_are_named_by_their_path(config, message):
         validate_config(config)
     assert message in str(err.value)
     assert "config.schema.yaml" in str(err.value) or "unique" in message
+
+
+def test_a_video_part_past_the_last_is_named():
+    config = minimal(
+        editors={"t": {"kind": "tiny", "source": "m"}},
+        train={"n": {"editor": "t", "rewards": {"motion": 1}, "videos": {"part": 3, "of": 2}}},
+    )
+    with pytest.raises(ConfigError, match=r"train\.n\.videos\.part: 3 is more than the 2 parts"):
+        validate_config(config)
 
 
 def test_a_config_file_that_is_not_a_mapping(tmp_path):

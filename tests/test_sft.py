@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 from test_inference import make_bench
 
 from motionedit.config import validate_config
-from motionedit.models import editor_settings, load_editor
+from motionedit.models import ModelError, editor_settings, load_editor
 from motionedit.models.base import LORA_WEIGHT_NAME
-from motionedit.sft import STATE_FILE, _lr_lambda, run_sft, sample_sigmas
+from motionedit.sft import STATE_FILE, _lr_lambda, load_pairs, run_sft, sample_sigmas, video_part
 
 LOG = logging.getLogger("test")
 
@@ -114,6 +114,31 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(setup, tmp_path):
     log = pd.read_csv(tmp_path / "b" / "sft_log.csv")
     assert log["step"].tolist() == list(range(1, 13))
     assert log["lr"].iloc[-1] < 5e-4
+
+
+def test_a_run_can_take_one_part_of_the_videos(setup, tmp_path):
+    """An editor's own training and its post-training can use different videos; a video's
+    pairs never straddle two parts, and a part with no pairs is refused by name."""
+    _, train, config = setup
+    table = pd.read_parquet(train)
+    table["video_id"] = [f"video{i // 2}" for i in range(len(table))]  # two windows each
+    table.to_parquet(tmp_path / "data.parquet")
+    parts = [load_pairs(tmp_path / "data.parquet", {"part": k, "of": 2}) for k in (1, 2)]
+    ids = [{p.id for p in part} for part in parts]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    assert ids[0] | ids[1] == set(table["id"])
+    video_of = dict(zip(table["id"], table["video_id"], strict=True))
+    for k, part in enumerate(ids, start=1):
+        assert {video_part(video_of[i], 2) for i in part} == {k}
+    empty = next(
+        k for k in range(1, 40) if not load_pairs(tmp_path / "data.parquet", {"part": k, "of": 40})
+    )
+    spec = copy.deepcopy(config["sft"]["lora"]) | {"videos": {"part": empty, "of": 40}}
+    with pytest.raises(
+        ModelError, match=rf"sft\.lora\.videos: part {empty} of 40 of .* has no pairs"
+    ):
+        run_sft("lora", spec, editor_settings(config, "kontext"), tmp_path / "data.parquet",
+                tmp_path / "out", tmp_path / "ckpt", LOG)  # fmt: skip
 
 
 def test_sigma_sampling_and_schedule():

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from motionedit.metrics import score_edits
-from motionedit.models import EditorAdapter, ModelError, load_editor
+from motionedit.models import EditorAdapter, load_editor
 from motionedit.models.base import tensor_to_pil
 from motionedit.nft.objective import (
     blend_,
@@ -58,6 +58,7 @@ from motionedit.sft import (
     Pair,
     batches_by_size,
     load_pairs,
+    no_pairs_error,
     sample_sigmas,
     settings_digest,
 )
@@ -422,9 +423,9 @@ def run_motionnft(
 ) -> dict[str, Any]:
     """Train one ``train.<name>`` run; write its LoRA, checkpoints and metrics to ``out_dir``."""
     random.seed(run["seed"])
-    train_pairs = load_pairs(train_table)
+    train_pairs = load_pairs(train_table, run.get("videos"))
     if not train_pairs:
-        raise ModelError(f"train.{name}: the train split {train_table} is empty; mine more videos")
+        raise no_pairs_error("train", name, run, train_table)
     eval_pairs = load_pairs(bench_table)[: run["eval_pairs"]] if run["eval_pairs"] else []
     trainer = MotionNFT(name, run, editor, config, train_pairs, eval_pairs, logger)
     state_dir, out_dir = Path(state_dir), Path(out_dir)
