@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 from PIL import Image
 
-from motionedit.config import validate_config
+from motionedit.config import layered, validate_config
 from motionedit.metrics.pixels import bootstrap_ci, pixel_distances
 from motionedit.models.base import image_from_cell, to_pil
 
@@ -89,15 +89,6 @@ def job_seconds(workdir: Path, rule: str, name: str) -> float | None:
     return float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]) if tsv.is_file() else None
 
 
-def _merged(base: dict, over: dict) -> dict:
-    """``over`` on top of ``base``, mappings merged key by key (lists replaced)."""
-    out = dict(base)
-    for key, value in over.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merged(out[key], value) if both else value
-    return out
-
-
 def workflow_arguments(
     doc: str, more: Callable[[argparse.ArgumentParser], None] | None = None
 ) -> tuple[argparse.Namespace, dict, dict]:
@@ -119,7 +110,7 @@ def workflow_arguments(
     args = ap.parse_args()
     config: dict = {}
     for path in args.config:
-        config = _merged(config, yaml.safe_load(Path(path).read_text()) or {})
+        config = layered(config, yaml.safe_load(Path(path).read_text()) or {})
     if args.clips:
         for source in config["sources"]:
             if source["kind"] == "synthetic":

@@ -166,6 +166,16 @@ def _check_models(config: dict[str, Any]) -> None:
                     )
 
 
+def layered(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` over ``base`` as Snakemake merges several ``--configfile``: mappings merge
+    key by key, anything else (lists included) is replaced."""
+    out = dict(base)
+    for key, value in layer.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = layered(out[key], value) if both else value
+    return out
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file and validate it."""
     with open(path) as fh:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from motionedit.config import ConfigError, load_config, validate_config
+from motionedit.config import ConfigError, layered, load_config, validate_config
 
 
 def minimal(**extra):
@@ -78,24 +78,14 @@ def test_a_config_file_that_is_not_a_mapping(tmp_path):
 
 
 #: Configs meant as a layer over another (`--configfile base.yaml layer.yaml`).
-LAYERS = {"paper.yaml": "mining-hub.yaml"}
-
-
-def _layered(base: dict, layer: dict) -> dict:
-    """Snakemake's merge of several --configfile: mappings merge key by key, the rest
-    is replaced."""
-    out = dict(base)
-    for key, value in layer.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _layered(out[key], value) if both else value
-    return out
+LAYERS = {"paper.yaml": "mining-hub.yaml", "tiny-unseen-pairs.yaml": "../config.yaml"}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     config = yaml.safe_load(path.read_text())
     if path.name in LAYERS:
-        config = _layered(yaml.safe_load((path.parent / LAYERS[path.name]).read_text()), config)
+        config = layered(yaml.safe_load((path.parent / LAYERS[path.name]).read_text()), config)
     validate_config(config)
 
 
