@@ -95,6 +95,8 @@ def load_pairs(table: str | Path, videos: dict[str, int] | None = None) -> list[
 
 
 def no_pairs_error(section: str, name: str, run: dict[str, Any], table: str | Path) -> ModelError:
+    """The error for a run left without pairs, naming the key to change: an empty part of
+    the videos wants fewer parts, an empty split wants more mining."""
     if run.get("videos"):
         return ModelError(
             f"{section}.{name}.videos: part {run['videos']['part']} of {run['videos']['of']} "
