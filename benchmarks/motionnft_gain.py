@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,18 +57,31 @@ def model_mas(workdir: Path, model: str) -> pd.Series:
     return scores[scores["error"] == ""].set_index("id")["mas"].rename(model)
 
 
+_LOADED: dict[tuple[Path, str], Any] = {}
+
+
+def loaded_model(workdir: Path, config: dict, model: str) -> Any:
+    """The editor of `models.<model>` with its LoRA, loaded once per run of this script
+    (the benchmark and the train pairs, and the reward-noise probe, all edit with it)."""
+    key = (workdir, model)
+    if key not in _LOADED:
+        spec = config["models"][model]
+        settings = editor_settings(config, spec["editor"])
+        settings["source"] = str(workdir / settings["source"])
+        adapter = load_editor(settings)
+        if spec.get("lora"):
+            adapter.load_lora(workdir / spec["lora"])
+        _LOADED[key] = adapter
+    return _LOADED[key]
+
+
 def seed_mean_mas(
     workdir: Path, config: dict, model: str, split: str, seeds: int, videos: dict | None = None
 ) -> pd.Series:
     """MAS per pair of a split (of its `videos` part), averaged over sampling seeds
     0..seeds-1, edited and scored here with the evaluate stage's settings (its flow, its
     metric constants)."""
-    spec = config["models"][model]
-    settings = editor_settings(config, spec["editor"])
-    settings["source"] = str(workdir / settings["source"])
-    adapter = load_editor(settings)
-    if spec.get("lora"):
-        adapter.load_lora(workdir / spec["lora"])
+    adapter = loaded_model(workdir, config, model)
     pairs = load_pairs(workdir / "results" / "dataset" / split / "data.parquet", videos)
     if split == "train":
         pairs = pairs[::4]
@@ -97,12 +111,7 @@ def reward_noise(
     rank correlation of a group's rewards before and after the jitter. DiffusionNFT learns
     from the ranking within groups; a ranking the jitter reshuffles is mostly noise.
     """
-    spec = config["models"][model]
-    settings = editor_settings(config, spec["editor"])
-    settings["source"] = str(workdir / settings["source"])
-    adapter = load_editor(settings)
-    if spec.get("lora"):
-        adapter.load_lora(workdir / spec["lora"])
+    adapter = loaded_model(workdir, config, model)
     pairs = load_pairs(workdir / "results" / "dataset" / "train" / "data.parquet", run["videos"])
     pairs = pairs[:: max(1, len(pairs) // prompts)][:prompts]
     flow = make_flow(evaluation_flow(config))
