@@ -15,15 +15,21 @@ alone moves the tiny editor's MAS by up to a point. Each model is also scored on
 of the train pairs MotionNFT trained on (same seeds), which shows how far its benchmark MAS
 lags what it does on those pairs.
 
+With --train-seeds N each compared `train` run is trained N times, with seeds seed,
+seed+1, ... (runs `<run>-seed<k>` added to the config, each with its model): a pair's
+MotionNFT MAS is then the mean over those runs, and each run's own mean is printed, since
+one training seed can move the benchmark MAS by as much as the effect being measured.
+
 Last, it measures how much of the motion reward's spread within a prompt group, the
 ranking DiffusionNFT learns from, survives an imperceptible jitter of the edits.
 
     .venv/bin/python benchmarks/motionnft_gain.py [--config FILE [FILE ...]] [--clips N]
-        [--workdir DIR] [--seeds N]
+        [--workdir DIR] [--seeds N] [--train-seeds N]
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 import tempfile
 from pathlib import Path
@@ -42,7 +48,7 @@ from benchmarks.editor_quality import (  # noqa: E402
     run_workflow,
     workflow_arguments,
 )
-from motionedit.config import evaluation_flow  # noqa: E402
+from motionedit.config import evaluation_flow, validate_config  # noqa: E402
 from motionedit.flow import make_flow  # noqa: E402
 from motionedit.metrics import score_edits  # noqa: E402
 from motionedit.metrics.pixels import bootstrap_ci  # noqa: E402
@@ -164,19 +170,45 @@ def pairs_to_compare(config: dict) -> list[tuple[str, str, list[str]]]:
     return out
 
 
+def add_train_seeds(
+    config: dict, full: dict, comparisons: list[tuple[str, str, list[str]]], n: int
+) -> dict[str, list[tuple[str, str]]]:
+    """Add to `config` n-1 copies of each compared train run that differ only in their seed,
+    each with a model that evaluates its LoRA; returns, per run, its (run, model) variants,
+    the configured one first."""
+    variants = {}
+    for run, tuned, _ in comparisons:
+        seed = full["train"][run]["seed"]
+        variants[run] = [(run, tuned)]
+        for k in range(seed + 1, seed + n):
+            name, model = f"{run}-seed{k}", f"{tuned}-seed{k}"
+            config["train"][name] = {**config["train"][run], "seed": k}
+            config["models"][model] = {**config["models"][tuned], "lora": f"results/train/{name}"}
+            variants[run].append((name, model))
+    return variants
+
+
 def main() -> None:
-    args, config, full = workflow_arguments(
-        __doc__,
-        lambda ap: ap.add_argument(
+    def options(ap: Any) -> None:
+        ap.add_argument(
             "--seeds",
             type=int,
             default=1,
             help="sampling seeds per pair (default: 1, the workflow's own scores)",
-        ),
-    )
+        )
+        ap.add_argument(
+            "--train-seeds",
+            type=int,
+            default=1,
+            help="MotionNFT runs per train run, one per training seed (default: 1)",
+        )
+
+    args, config, full = workflow_arguments(__doc__, options)
     comparisons = pairs_to_compare(full)
     if not comparisons:
         sys.exit("the config needs a `train` run, a model with its LoRA and one without")
+    variants = add_train_seeds(config, full, comparisons, args.train_seeds)
+    full = validate_config(copy.deepcopy(config))
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="motionnft-gain-"))
     run_workflow(config, workdir, args.cores)
     bench = pd.read_parquet(workdir / "results" / "dataset" / "bench" / "data.parquet")
@@ -190,17 +222,24 @@ def main() -> None:
             return model_mas(workdir, model)
         return seed_mean_mas(workdir, full, model, "bench", args.seeds)
 
-    def train_mas(model: str, videos: dict | None) -> str:
-        return f"{seed_mean_mas(workdir, full, model, 'train', args.seeds, videos).mean():.2f}"
+    def train_mas(models: list[str], videos: dict | None) -> str:
+        means = [seed_mean_mas(workdir, full, m, "train", args.seeds, videos) for m in models]
+        return f"{np.mean([m.mean() for m in means]):.2f}"
 
     for run, tuned, bases in comparisons:
         videos = full["train"][run]["videos"]
-        b = bench_mas(tuned)
+        runs = [name for name, _ in variants[run]]
+        tuned_models = [model for _, model in variants[run]]
+        per_run = [bench_mas(m) for m in tuned_models]
+        b = pd.concat(per_run, axis=1, join="inner").mean(axis=1)
         print(f"## train.{run}: {tuned}\n")
+        if len(runs) > 1:
+            each = ", ".join(f"{n} {m.mean():.2f}" for n, m in zip(runs, per_run, strict=True))
+            print(f"{len(runs)} training seeds; a pair's MotionNFT MAS is their mean ({each})\n")
         print("| model | MAS [95% CI] | MotionNFT minus it [95% CI] | train-pair MAS |")
         print("|---|---|---|---|")
         m_b, lo_b, hi_b = bootstrap_ci(b.to_numpy())
-        seen = train_mas(tuned, videos)
+        seen = train_mas(tuned_models, videos)
         print(f"| {tuned} (MotionNFT) | {m_b:.2f} [{lo_b:.2f}, {hi_b:.2f}] | | {seen} |")
         for base in bases:
             a = bench_mas(base)
@@ -208,14 +247,17 @@ def main() -> None:
             m_a, lo_a, hi_a = bootstrap_ci(a[both].to_numpy())
             d, lo_d, hi_d = bootstrap_ci((b[both] - a[both]).to_numpy())
             verdict = "significant" if lo_d > 0 or hi_d < 0 else "not significant"
-            seen = train_mas(base, videos)
+            seen = train_mas([base], videos)
             print(f"| {base} | {m_a:.2f} [{lo_a:.2f}, {hi_a:.2f}] | {d:+.2f} [{lo_d:+.2f}, "
                   f"{hi_d:+.2f}], {verdict} ({len(both)} pairs) | {seen} |")  # fmt: skip
         print()
-        metrics = pd.read_csv(workdir / "results" / "train" / run / "metrics.csv")
-        curve = metrics[metrics["eval_mas"].notna()][["step", "eval_mas"]]
         print("training curve (held-out slice, the EMA policy, the editor's inference):")
-        print("  " + ", ".join(f"{int(s)}: {m:.2f}" for s, m in curve.itertuples(index=False)))
+        for name in runs:
+            metrics = pd.read_csv(workdir / "results" / "train" / name / "metrics.csv")
+            curve = metrics[metrics["eval_mas"].notna()][["step", "eval_mas"]]
+            points = ", ".join(f"{int(s)}: {m:.2f}" for s, m in curve.itertuples(index=False))
+            print(f"  {name}: {points}")
+        metrics = pd.read_csv(workdir / "results" / "train" / run / "metrics.csv")
         steps = metrics[metrics["step"] > 0]
         first, last = steps["reward_mean"].iloc[:10].mean(), steps["reward_mean"].iloc[-10:].mean()
         phases = steps[["sampling_s", "reward_s", "optimisation_s"]].sum()

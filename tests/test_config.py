@@ -77,16 +77,20 @@ def test_a_config_file_that_is_not_a_mapping(tmp_path):
         load_config(path)
 
 
-#: Configs meant as a layer over another (`--configfile base.yaml layer.yaml`).
-LAYERS = {"paper.yaml": "mining-hub.yaml", "tiny-unseen-pairs.yaml": "../config.yaml"}
+#: Configs meant as a layer over others (`--configfile base.yaml ... layer.yaml`).
+LAYERS = {
+    "paper.yaml": ["mining-hub.yaml"],
+    "tiny-unseen-pairs.yaml": ["../config.yaml"],
+    "tiny-flow-editor.yaml": ["../config.yaml", "tiny-unseen-pairs.yaml"],
+}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
-    config = yaml.safe_load(path.read_text())
-    if path.name in LAYERS:
-        config = layered(yaml.safe_load((path.parent / LAYERS[path.name]).read_text()), config)
-    validate_config(config)
+    config: dict = {}
+    for base in LAYERS.get(path.name, []):
+        config = layered(config, yaml.safe_load((path.parent / base).read_text()))
+    validate_config(layered(config, yaml.safe_load(path.read_text())))
 
 
 def test_every_mistake_is_reported_at_once():
