@@ -81,6 +81,19 @@ def loaded_model(workdir: Path, config: dict, model: str) -> Any:
     return _LOADED[key]
 
 
+_FLOW: dict[str, Any] = {}
+
+
+def scoring_flow(config: dict) -> Any:
+    """The evaluate stage's flow estimator, built once per run of this script (UniMatch
+    loads its weights when built)."""
+    spec = evaluation_flow(config)
+    key = repr(spec)
+    if key not in _FLOW:
+        _FLOW[key] = make_flow(spec)
+    return _FLOW[key]
+
+
 def seed_mean_mas(
     workdir: Path, config: dict, model: str, split: str, seeds: int, videos: dict | None = None
 ) -> pd.Series:
@@ -91,7 +104,7 @@ def seed_mean_mas(
     pairs = load_pairs(workdir / "results" / "dataset" / split / "data.parquet", videos)
     if split == "train":
         pairs = pairs[::4]
-    flow = make_flow(evaluation_flow(config))
+    flow = scoring_flow(config)
     metrics = config["metrics"]
     total = np.zeros(len(pairs))
     for seed in range(seeds):
@@ -120,7 +133,7 @@ def reward_noise(
     adapter = loaded_model(workdir, config, model)
     pairs = load_pairs(workdir / "results" / "dataset" / "train" / "data.parquet", run["videos"])
     pairs = pairs[:: max(1, len(pairs) // prompts)][:prompts]
-    flow = make_flow(evaluation_flow(config))
+    flow = scoring_flow(config)
     rng = np.random.default_rng(0)
     spread, change, agreement = [], [], []
     for p in pairs:
@@ -223,8 +236,10 @@ def main() -> None:
         return seed_mean_mas(workdir, full, model, "bench", args.seeds)
 
     def train_mas(models: list[str], videos: dict | None) -> str:
-        means = [seed_mean_mas(workdir, full, m, "train", args.seeds, videos) for m in models]
-        return f"{np.mean([m.mean() for m in means]):.2f}"
+        means = [
+            seed_mean_mas(workdir, full, m, "train", args.seeds, videos).mean() for m in models
+        ]
+        return f"{np.mean(means):.2f}"
 
     for run, tuned, bases in comparisons:
         videos = full["train"][run]["videos"]
@@ -252,13 +267,12 @@ def main() -> None:
                   f"{hi_d:+.2f}], {verdict} ({len(both)} pairs) | {seen} |")  # fmt: skip
         print()
         print("training curve (held-out slice, the EMA policy, the editor's inference):")
-        for name in runs:
-            metrics = pd.read_csv(workdir / "results" / "train" / name / "metrics.csv")
+        logs = {n: pd.read_csv(workdir / "results" / "train" / n / "metrics.csv") for n in runs}
+        for name, metrics in logs.items():
             curve = metrics[metrics["eval_mas"].notna()][["step", "eval_mas"]]
             points = ", ".join(f"{int(s)}: {m:.2f}" for s, m in curve.itertuples(index=False))
             print(f"  {name}: {points}")
-        metrics = pd.read_csv(workdir / "results" / "train" / run / "metrics.csv")
-        steps = metrics[metrics["step"] > 0]
+        steps = logs[run][logs[run]["step"] > 0]
         first, last = steps["reward_mean"].iloc[:10].mean(), steps["reward_mean"].iloc[-10:].mean()
         phases = steps[["sampling_s", "reward_s", "optimisation_s"]].sum()
         total = phases.sum()
