@@ -71,11 +71,14 @@ def model_inputs(model):
 
 
 def training_editor(section, run):
-    """The editor of an `sft` or `train` run without the user's inference settings, which
-    training does not use: changing the number of inference steps must not retrain a model.
+    """The editor of an `sft` or `train` run. SFT leaves out the user's inference settings,
+    which it does not use, so changing the number of inference steps does not retrain an
+    editor. MotionNFT keeps them: its held-out curve edits as the benchmark does.
     """
     name = config[section][run]["editor"]
-    editor = {k: v for k, v in config["editors"][name].items() if k != "inference"}
+    editor = dict(config["editors"][name])
+    if section == "sft":
+        editor.pop("inference", None)
     return editor_settings({"editors": {name: editor}}, name)
 
 

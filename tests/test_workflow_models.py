@@ -33,7 +33,15 @@ CONFIG = {
             "negative_fraction": 0.0,
         }
     ],
-    "editors": {"tiny": {"kind": "tiny", "source": "results/models/tiny", "device": "cpu"}},
+    # Two inference steps, not the kind's one: the training curve must edit with them too.
+    "editors": {
+        "tiny": {
+            "kind": "tiny",
+            "source": "results/models/tiny",
+            "device": "cpu",
+            "inference": {"steps": 2},
+        }
+    },
     "sft": {
         "tiny": {
             "editor": "tiny",
@@ -121,6 +129,16 @@ def test_motionnft_trains_on_the_tiny_editor_and_its_lora_is_evaluated(workdir):
     assert (out["error"] == "").all()
 
 
+def test_the_training_curve_ends_at_the_benchmark_mas_of_the_saved_lora(workdir):
+    """The held-out curve edits as inference does, the editor's inference settings included."""
+    metrics = pd.read_csv(workdir / "results" / "train" / "tiny-nft" / "metrics.csv")
+    bench = pd.read_parquet(workdir / "results" / "dataset" / "bench" / "data.parquet")
+    slice_ids = sorted(bench["id"])[: CONFIG["train"]["tiny-nft"]["eval_pairs"]]
+    scores = pd.read_parquet(workdir / "results" / "eval" / "tiny-nft" / "scores.parquet")
+    benchmark_mas = scores.set_index("id").loc[slice_ids, "mas"].mean()
+    assert metrics["eval_mas"].iloc[-1] == pytest.approx(benchmark_mas, abs=1e-6)
+
+
 def test_every_model_is_scored_and_compared_with_error_rows_kept(workdir):
     bench = pd.read_parquet(workdir / "results" / "dataset" / "bench" / "data.parquet")
     for model in CONFIG["models"]:
@@ -160,10 +178,12 @@ def test_rerun_does_nothing_and_a_new_model_runs_alone(workdir):
     cfg["models"]["tiny-8"] = {"kind": "editor", "editor": "tiny"}
     cfg["editors"]["tiny"]["inference"] = {"steps": 8}
     plan = planned_with(workdir, cfg)
-    # The editor's inference settings changed: its models rerun and are scored again, the
-    # training does not, and neither do the dataset and training figures.
+    # The editor's inference settings changed: its models rerun and are scored again, and
+    # so does its MotionNFT run, whose held-out curve edits with them; its SFT runs and the
+    # dataset figures do not.
     assert plan == {
-        "infer": 4, "evaluate": 4, "summarize": 1, "report_benchmark": 1, "all": 1
+        "train": 1, "infer": 4, "evaluate": 4, "summarize": 1, "report_benchmark": 1,
+        "report_training": 1, "all": 1,
     }  # fmt: skip
 
     # A MotionNFT checkpoint is a model like any other; it needs its run, not a new one.

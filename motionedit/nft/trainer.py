@@ -370,10 +370,8 @@ class MotionNFT:
         """MAS and motion reward of the EMA policy on the held-out slice.
 
         The edits are made the way the benchmark makes them (the pipeline's own call with
-        the editor kind's inference settings), not with the rollout sampler, so the curve
-        measures what the benchmark will measure of this LoRA. A user's `inference:`
-        overrides are left out of training's settings so that changing them retrains
-        nothing; the curve then uses the kind's defaults and seed 0.
+        the editor's inference settings and seed), not with the rollout sampler, so the
+        curve measures what the benchmark will measure of this LoRA.
         """
         if not self.eval_pairs:
             return {}
