@@ -18,7 +18,7 @@ from test_inference import make_bench
 from motionedit.config import validate_config
 from motionedit.models import editor_settings, load_editor
 from motionedit.models.base import LORA_WEIGHT_NAME
-from motionedit.nft.trainer import METRIC_COLUMNS, run_motionnft
+from motionedit.nft.trainer import METRIC_COLUMNS, loss_noise, run_motionnft
 from motionedit.sft import STATE_FILE
 
 LOG = logging.getLogger("test-nft")
@@ -109,6 +109,30 @@ def test_the_policy_moves_and_filtered_groups_skip_the_update(setup, tmp_path):
     assert any(torch.count_nonzero(moved[k]) > 0 for k in b_keys)
     log = pd.read_csv(tmp_path / "b" / "metrics.csv")
     assert log["filtered_fraction"].eq(1.0).all() and log["loss"].isna().all()
+
+
+def test_shared_group_noise_is_one_draw_per_group():
+    run = {"sigma_sampling": "uniform", "sigma_one_fraction": 0.0}
+    shape = torch.Size([5, 4])
+    sigma, noise = loss_noise(6, 3, shape, run | {"group_noise": "shared"}, torch.Generator())
+    assert sigma.shape == (6,) and noise.shape == (6, 5, 4)
+    for group in (slice(0, 3), slice(3, 6)):
+        assert sigma[group].unique().numel() == 1
+        assert (noise[group] == noise[group][:1]).all()
+    assert sigma[0] != sigma[3] and not torch.equal(noise[0], noise[3])
+    sigma, noise = loss_noise(6, 3, shape, run | {"group_noise": "independent"},
+                              torch.Generator())  # fmt: skip
+    assert sigma.unique().numel() == 6 and not torch.equal(noise[0], noise[1])
+
+
+def test_shared_group_noise_trains_another_policy(setup, tmp_path):
+    run(setup, tmp_path / "a", tmp_path / "sa", steps=2, eval_every=0)
+    run(setup, tmp_path / "b", tmp_path / "sb", steps=2, eval_every=0, group_noise="shared")
+    a = load_file(tmp_path / "a" / LORA_WEIGHT_NAME)
+    b = load_file(tmp_path / "b" / LORA_WEIGHT_NAME)
+    assert a.keys() == b.keys()
+    assert any(not torch.equal(a[k], b[k]) for k in a if "lora_B" in k)
+    assert all(torch.isfinite(v).all() for v in b.values())
 
 
 def test_a_killed_run_resumes_and_ends_with_the_same_lora(setup, tmp_path):

@@ -99,6 +99,29 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def loss_noise(
+    count: int, group_size: int, shape: torch.Size, run: dict[str, Any], generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise levels ``[count]`` and noise ``[count, *shape]`` for the loss of ``count`` kept
+    samples, which come in whole groups of ``group_size``.
+
+    With ``group_noise: shared`` a group's samples share one draw. The NFT gradient of a
+    group is the reward-weighted sum of each sample's velocity error; the part of that error
+    that comes from the noise is then the same for every sample and cancels between the
+    better and the worse ones, leaving what separates the samples themselves. With
+    independent draws it stays as noise on the gradient, large next to the samples'
+    differences at mid noise levels.
+    """
+    shared = run["group_noise"] == "shared"
+    draws = count // group_size if shared else count
+    sigma = sample_sigmas(draws, run["sigma_sampling"], generator, run["sigma_one_fraction"])
+    noise = torch.randn((draws, *shape), generator=generator)
+    if shared:
+        sigma = sigma.repeat_interleave(group_size)
+        noise = noise.repeat_interleave(group_size, dim=0)
+    return sigma, noise
+
+
 class MotionNFT:
     def __init__(
         self,
@@ -251,10 +274,9 @@ class MotionNFT:
         sums = {"loss": 0.0, "policy_loss": 0.0, "positive": 0.0, "negative": 0.0, "kl": 0.0}
         self.optimiser.zero_grad(set_to_none=True)
         for _ in range(run["timesteps_per_sample"]):
-            sigma_all = sample_sigmas(
-                len(index), run["sigma_sampling"], self.train_gen, run["sigma_one_fraction"]
+            sigma_all, noise_all = loss_noise(
+                len(index), run["group_size"], x0.shape[1:], run, self.train_gen
             )
-            noise_all = torch.randn((len(index), *x0.shape[1:]), generator=self.train_gen)
             for part in torch.arange(len(index)).split(run["micro_batch"]):
                 idx = index[part]
                 sub = cond.select(idx)
