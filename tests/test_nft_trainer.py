@@ -112,16 +112,15 @@ def test_the_policy_moves_and_filtered_groups_skip_the_update(setup, tmp_path):
 
 
 def test_shared_group_noise_is_one_draw_per_group():
-    run = {"sigma_sampling": "uniform", "sigma_one_fraction": 0.0}
+    run = {"sigma_sampling": "uniform", "sigma_one_fraction": 0.0, "group_size": 3}
     shape = torch.Size([5, 4])
-    sigma, noise = loss_noise(6, 3, shape, run | {"group_noise": "shared"}, torch.Generator())
+    sigma, noise = loss_noise(6, shape, run | {"group_noise": "shared"}, torch.Generator())
     assert sigma.shape == (6,) and noise.shape == (6, 5, 4)
     for group in (slice(0, 3), slice(3, 6)):
         assert sigma[group].unique().numel() == 1
         assert (noise[group] == noise[group][:1]).all()
     assert sigma[0] != sigma[3] and not torch.equal(noise[0], noise[3])
-    sigma, noise = loss_noise(6, 3, shape, run | {"group_noise": "independent"},
-                              torch.Generator())  # fmt: skip
+    sigma, noise = loss_noise(6, shape, run | {"group_noise": "independent"}, torch.Generator())
     assert sigma.unique().numel() == 6 and not torch.equal(noise[0], noise[1])
 
 

@@ -100,10 +100,10 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def loss_noise(
-    count: int, group_size: int, shape: torch.Size, run: dict[str, Any], generator: torch.Generator
+    count: int, shape: torch.Size, run: dict[str, Any], generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise levels ``[count]`` and noise ``[count, *shape]`` for the loss of ``count`` kept
-    samples, which come in whole groups of ``group_size``.
+    samples, which come in whole groups of the run's ``group_size``.
 
     With ``group_noise: shared`` a group's samples share one draw. The NFT gradient of a
     group is the reward-weighted sum of each sample's velocity error; the part of that error
@@ -112,7 +112,7 @@ def loss_noise(
     independent draws it stays as noise on the gradient, large next to the samples'
     differences at mid noise levels.
     """
-    shared = run["group_noise"] == "shared"
+    shared, group_size = run["group_noise"] == "shared", run["group_size"]
     draws = count // group_size if shared else count
     sigma = sample_sigmas(draws, run["sigma_sampling"], generator, run["sigma_one_fraction"])
     noise = torch.randn((draws, *shape), generator=generator)
@@ -274,9 +274,7 @@ class MotionNFT:
         sums = {"loss": 0.0, "policy_loss": 0.0, "positive": 0.0, "negative": 0.0, "kl": 0.0}
         self.optimiser.zero_grad(set_to_none=True)
         for _ in range(run["timesteps_per_sample"]):
-            sigma_all, noise_all = loss_noise(
-                len(index), run["group_size"], x0.shape[1:], run, self.train_gen
-            )
+            sigma_all, noise_all = loss_noise(len(index), x0.shape[1:], run, self.train_gen)
             for part in torch.arange(len(index)).split(run["micro_batch"]):
                 idx = index[part]
                 sub = cond.select(idx)
