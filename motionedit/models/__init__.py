@@ -42,7 +42,8 @@ INFERENCE_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_area": 1024 * 1024,
         "inference": {"steps": 28, "guidance_scale": 1.0, "true_cfg_scale": 4.0},
     },
-    # Trained here for one-step editing at 32x32 (see motionedit/models/tiny.py).
+    # Trained here at 32x32 (see motionedit/models/tiny.py). One step suits an editor trained
+    # with sigma_one_fraction 0.5; config.yaml's flow-trained editor sets 2.
     "tiny": {
         "max_area": 32 * 32,
         "max_sequence_length": 16,
