@@ -81,6 +81,7 @@ def test_a_config_file_that_is_not_a_mapping(tmp_path):
 LAYERS = {
     "paper.yaml": ["mining-hub.yaml"],
     "tiny-unseen-pairs.yaml": ["../config.yaml"],
+    "corpus-seed1.yaml": ["../config.yaml"],
     "tiny-editor-6-steps.yaml": ["../config.yaml", "tiny-unseen-pairs.yaml"],
     "tiny-one-step-editor.yaml": ["../config.yaml", "tiny-unseen-pairs.yaml"],
 }
