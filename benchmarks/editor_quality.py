@@ -28,8 +28,8 @@ import yaml
 from PIL import Image
 
 from motionedit.config import layered, validate_config
+from motionedit.images import image_from_cell, to_pil
 from motionedit.metrics.pixels import bootstrap_ci, pixel_distances
-from motionedit.models.base import image_from_cell, to_pil
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,8 +27,8 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from motionedit.images import image_from_cell
 from motionedit.models import editor_settings, load_editor
-from motionedit.models.base import image_from_cell
 from motionedit.runlog import progress
 from motionedit.tables import write_table
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from motionedit.download import sha256_of
 from motionedit.runlog import progress
 from motionedit.sources import fetch_shard
-from motionedit.sources.download import sha256_of
 from motionedit.video import VideoError, probe
 
 COLUMNS = [

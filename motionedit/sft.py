@@ -38,8 +38,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from motionedit.images import image_from_cell, resize
 from motionedit.models import EditorAdapter, ModelError, load_editor
-from motionedit.models.base import image_from_cell, resize
 from motionedit.runlog import progress
 
 LOG_COLUMNS = ["stage", "step", "loss", "lr", "seconds"]

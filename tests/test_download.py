@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from motionedit.sources.download import DownloadError, download, part_path, retry_after_s
+from motionedit.download import DownloadError, download, part_path, retry_after_s
 
 BODY = os.urandom(300_000)
 SHA = hashlib.sha256(BODY).hexdigest()

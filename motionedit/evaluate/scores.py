@@ -23,10 +23,10 @@ import pandas as pd
 from PIL import Image
 
 from motionedit.flow import FlowEstimator
+from motionedit.images import image_from_cell
 from motionedit.judge.base import Outcome
 from motionedit.judge.stage import COST_COLUMNS, row_spending
 from motionedit.metrics import score_edits
-from motionedit.models.base import image_from_cell
 from motionedit.runlog import progress
 from motionedit.tables import write_table
 

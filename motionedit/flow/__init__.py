@@ -40,7 +40,7 @@ def download_unimatch_checkpoint(target: str | Path, log: logging.Logger) -> Pat
     the first hex digits of the file's sha256; a mismatch is logged, not fatal, since the
     strict key and shape check at load time is what decides whether the file is usable.
     """
-    from motionedit.sources.download import DownloadError, download, sha256_of
+    from motionedit.download import DownloadError, download, sha256_of
 
     target = Path(target)
     log.info("downloading %s to %s", UNIMATCH_CHECKPOINT_URL, target)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from motionedit.models.base import to_pil
+from motionedit.images import to_pil
 
 
 def pixel_distances(edited: Any, target: Any) -> dict[str, float]:

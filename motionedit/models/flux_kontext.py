@@ -15,13 +15,12 @@ import numpy as np
 import torch
 from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift
 
+from motionedit.images import resize, to_pil
 from motionedit.models.base import (
     Conditioning,
     EditorAdapter,
     pixels_to_tensor,
-    resize,
     seeded_generator,
-    to_pil,
 )
 
 

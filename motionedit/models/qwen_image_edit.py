@@ -30,12 +30,12 @@ from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import calculate_shif
 from PIL import Image
 from transformers import Qwen2VLProcessor
 
+from motionedit.images import to_pil
 from motionedit.models.base import (
     Conditioning,
     EditorAdapter,
     ModelError,
     seeded_generator,
-    to_pil,
 )
 
 #: The pixel area both pipelines resize their input to, whatever the requested size.

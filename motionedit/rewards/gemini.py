@@ -16,8 +16,8 @@ from typing import Any
 from PIL import Image as PILImage
 from pydantic import BaseModel, Field
 
+from motionedit.images import to_pil
 from motionedit.mllm import CallSettings, GeminiCaller, Image, Request
-from motionedit.models.base import to_pil
 
 #: The prompt's version, part of every cached answer's key: a new wording gets a new name.
 PROMPT_VERSION = "gemini-reward-v1"

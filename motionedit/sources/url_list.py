@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
+from motionedit.download import DownloadError, download, is_valid_sha256
 from motionedit.sources.base import FetchedVideo, safe_filename, shard_of
-from motionedit.sources.download import DownloadError, download, is_valid_sha256
 from motionedit.sources.local import place_file
 
 log = logging.getLogger(__name__)
