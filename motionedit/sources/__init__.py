@@ -24,21 +24,30 @@ KINDS = {
     "url_list": "motionedit.sources.url_list",
     "huggingface": "motionedit.sources.huggingface",
 }
+#: Where a kind counts its shards, when not in its own module. Counting runs at every DAG
+#: build, which may happen where the imaging stack is missing, so the module must import
+#: none of it; the synthetic renderer does (OpenCV), its specifications do not.
+SHARD_COUNTERS = {"synthetic": "motionedit.sources.synthetic_specs"}
 
 
-def kind_module(source: dict) -> ModuleType:
+def _known(source: dict) -> str:
     kind = source["kind"]
     if kind not in KINDS:
         raise ValueError(
             f"sources[{source.get('name')!r}].kind: unknown kind {kind!r}; "
             f"use one of {sorted(KINDS)}"
         )
-    return importlib.import_module(KINDS[kind])
+    return kind
+
+
+def kind_module(source: dict) -> ModuleType:
+    return importlib.import_module(KINDS[_known(source)])
 
 
 def shard_names(source: dict) -> list[str]:
     """Shard wildcards of a source, fixed at DAG-build time."""
-    n = kind_module(source).shard_count(source)
+    kind = _known(source)
+    n = importlib.import_module(SHARD_COUNTERS.get(kind, KINDS[kind])).shard_count(source)
     return [f"{i:04d}" for i in range(n)]
 
 
@@ -46,4 +55,4 @@ def fetch_shard(source: dict, shard: str, out_dir: Path) -> list[FetchedVideo]:
     return kind_module(source).fetch_shard(source, int(shard), Path(out_dir))
 
 
-__all__ = ["FetchedVideo", "KINDS", "fetch_shard", "kind_module", "shard_names"]
+__all__ = ["FetchedVideo", "KINDS", "SHARD_COUNTERS", "fetch_shard", "kind_module", "shard_names"]
