@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from motionedit import CATEGORIES
-from motionedit.judge.stage import spending_summary
+from motionedit.mllm import spending_summary
 from motionedit.tables import read_tables
 
 SPLITS = ("train", "bench")

@@ -14,7 +14,6 @@ truncated file under the final name (and its ``.part`` lets the next run resume)
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import logging
 import os
@@ -22,11 +21,12 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+
+from motionedit.retry_after import retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +77,6 @@ def sha256_of(path: Path) -> str:
         while block := fh.read(1 << 20):
             h.update(block)
     return h.hexdigest()
-
-
-def retry_after_s(value: str | None, now: float | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for: either delay-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
 
 
 def _content_range(value: str | None) -> tuple[int, int | None] | None:
@@ -303,6 +286,5 @@ __all__ = [
     "download",
     "is_valid_sha256",
     "part_path",
-    "retry_after_s",
     "sha256_of",
 ]

@@ -8,8 +8,10 @@ Each call first takes the next scripted behaviour, if any is queued:
 ``{"status": 500}``, ``{"status": 429, "retry_after": "0.1"}``, ``{"hang": 2.0}`` (answers
 late; a client with a shorter timeout has gone by then), ``{"content": "3", "logprobs": None}``
 (no log-probabilities, as servers that ignore the option reply) or
-``{"content": "...", "top_logprobs": [("4", -0.1), ...]}``. Otherwise ``answer(body)`` gives
-the behaviour, by default a "4" with p(4)=0.6, p(5)=0.3, p(3)=0.1 and a little mass on " ".
+``{"content": "...", "top_logprobs": [("4", -0.1), ...]}``, with an optional ``"finish"``
+(the finish reason; "length" by default, as a one-token answer ends). Otherwise
+``answer(body)`` gives the behaviour, by default a "4" with p(4)=0.6, p(5)=0.3, p(3)=0.1
+and a little mass on " ".
 With ``api_key`` set, a request without that bearer token gets vLLM's 401.
 """
 
@@ -72,13 +74,14 @@ def completion(
     top: list[tuple[str, float]] | list[dict[str, Any]] | None,
     model: str,
     request_id: int,
+    finish: str = "length",
 ) -> dict[str, Any]:
     """A chat.completion object; ``top=None`` leaves out the log-probabilities."""
     choice: dict[str, Any] = {
         "index": 0,
         "message": {"role": "assistant", "content": content, "tool_calls": []},
         "logprobs": None,
-        "finish_reason": "length",
+        "finish_reason": finish,
         "stop_reason": None,
     }
     if top is not None:
@@ -176,7 +179,8 @@ class OpenAIStub(LocalJSONServer):
             top = step.get("top_logprobs", DEFAULT_TOP)
             if "logprobs" in step and step["logprobs"] is None:
                 top = None
-            reply = completion(step.get("content", "4"), top, body.get("model", "?"), number)
+            content, model = step.get("content", "4"), body.get("model", "?")
+            reply = completion(content, top, model, number, step.get("finish", "length"))
             status, headers = 200, None
         with self.lock:
             self.finished.append(number)

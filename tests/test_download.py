@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from motionedit.download import DownloadError, download, part_path, retry_after_s
+from motionedit.download import DownloadError, download, part_path
+from motionedit.retry_after import retry_after_s
 
 BODY = os.urandom(300_000)
 SHA = hashlib.sha256(BODY).hexdigest()

@@ -24,8 +24,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from motionedit.judge.base import Outcome, ask_each
-from motionedit.mllm import CallSettings, GeminiCaller, Image, Request
+from motionedit.mllm import CallSettings, GeminiCaller, Image, Outcome, Request, ask_each
 
 DIMENSIONS = ("fidelity", "preservation", "coherence")
 

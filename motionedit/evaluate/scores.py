@@ -24,9 +24,8 @@ from PIL import Image
 
 from motionedit.flow import FlowEstimator
 from motionedit.images import image_from_cell
-from motionedit.judge.base import Outcome
-from motionedit.judge.stage import COST_COLUMNS, row_spending
 from motionedit.metrics import score_edits
+from motionedit.mllm import COST_COLUMNS, Outcome, row_spending
 from motionedit.runlog import progress
 from motionedit.tables import write_table
 

@@ -9,11 +9,11 @@ from motionedit.judge.base import (
     BatchJudge,
     BatchRewriter,
     Judge,
-    Outcome,
     PairInput,
     Rewriter,
     Verdict,
 )
+from motionedit.mllm import Outcome
 
 
 def make_judge(

@@ -8,11 +8,10 @@ into one imperative instruction. Backends differ in how they answer, never in wh
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from motionedit.mllm.request import call_record
+from motionedit.mllm import Outcome
 
 
 @dataclass
@@ -43,53 +42,6 @@ class Verdict:
         row = asdict(self)
         row["keep"] = self.keep
         return row
-
-
-@dataclass
-class Outcome:
-    """One pair's answer (a Verdict, or an instruction) or the error that stands in its place.
-
-    ``calls`` holds the raw-log records of the MLLM calls behind it (see
-    ``motionedit.mllm.call_record``); backends that call no MLLM leave it empty.
-    """
-
-    value: Any = None
-    error: str | None = None
-    calls: list[dict[str, Any]] = field(default_factory=list)
-
-
-def ask_each(
-    items: list[Any],
-    build: Callable[[Any], Any],
-    caller: Any,
-    desc: str,
-    value: Callable[[dict[str, Any]], Any],
-    unusable: str,
-) -> list[Outcome]:
-    """One outcome per item from one MLLM question each, asked together through ``caller``
-    (a ``GeminiCaller``). An item whose request cannot be built (``build`` raises OSError,
-    ValueError or TypeError, e.g. an unreadable image) is an error of that item alone,
-    ``"<unusable>: <why>"``, and costs no call; the others are still asked."""
-    requests: list[Any] = []
-    outcomes: list[Outcome] = []
-    for item in items:
-        try:
-            requests.append(build(item))
-            outcomes.append(Outcome())
-        except (OSError, ValueError, TypeError) as exc:
-            requests.append(None)
-            outcomes.append(Outcome(error=f"{unusable}: {exc}"))
-    replies = iter(caller.run([r for r in requests if r is not None], desc))
-    for request, outcome in zip(requests, outcomes, strict=True):
-        if request is None:
-            continue
-        reply = next(replies)
-        outcome.calls = [call_record(request, reply)]
-        if reply.error:
-            outcome.error = reply.error
-        else:
-            outcome.value = value(reply.parsed)
-    return outcomes
 
 
 class Judge(Protocol):

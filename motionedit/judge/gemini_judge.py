@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from motionedit.judge.base import Outcome, PairInput, Verdict, ask_each
+from motionedit.judge.base import PairInput, Verdict
 from motionedit.judge.prompts import JUDGE_PROMPTS, JudgeAnswer
-from motionedit.mllm import CallSettings, GeminiCaller, Image, Request
+from motionedit.mllm import CallSettings, GeminiCaller, Image, Outcome, Request, ask_each
 
 
 def verdict_from_answer(answer: dict[str, Any]) -> Verdict:

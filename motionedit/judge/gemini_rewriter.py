@@ -14,9 +14,8 @@ import logging
 import re
 from typing import Any
 
-from motionedit.judge.base import Outcome
 from motionedit.judge.prompts import REWRITE_PROMPTS, REWRITE_RETRY, RewriteAnswer
-from motionedit.mllm import CallSettings, GeminiCaller, Request, call_record
+from motionedit.mllm import CallSettings, GeminiCaller, Outcome, Request, call_record
 
 MAX_WORDS = 30
 #: Words an imperative instruction does not start with (articles, pronouns, auxiliaries...).

@@ -19,11 +19,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from motionedit.judge.base import Outcome, PairInput
-from motionedit.mllm import Usage, cost_usd
+from motionedit.judge.base import PairInput
+from motionedit.mllm import COST_COLUMNS, Outcome, row_spending, spending_summary
 from motionedit.runlog import progress
 
-COST_COLUMNS = ["input_tokens", "output_tokens", "cost_usd"]
 JUDGE_COLUMNS = [
     "pair_id",
     "video_id",
@@ -92,23 +91,6 @@ def _one_by_one(items: list[Any], answer: Callable[[Any], Any], desc: str) -> li
         except (OSError, ValueError, cv2.error) as exc:
             outcomes.append(Outcome(error=str(exc)))
     return outcomes
-
-
-def row_spending(outcome: Outcome, pricing: dict[str, Any] | None) -> dict[str, Any]:
-    """Tokens and estimated dollars of the calls behind one row (cached calls included:
-    the row reports what its answer cost, so a rerun gives the same table)."""
-    usage, dollars = Usage(), 0.0
-    for call in outcome.calls:
-        one = Usage(call["input_tokens"], call["output_tokens"])
-        usage += one
-        if pricing is not None:
-            cost = cost_usd(one, pricing.get("price"), call["batch"], pricing["batch_discount"])
-            dollars = None if cost is None or dollars is None else dollars + cost
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cost_usd": None if dollars is None else round(dollars, 8),
-    }
 
 
 def _raw_line(pair_id: str, fields: dict[str, Any], outcome: Outcome) -> str:
@@ -196,19 +178,6 @@ def rewrite_shard(
              int(df["error"].notna().sum()))  # fmt: skip
     _log_spending(df, log)
     return df
-
-
-def spending_summary(table: pd.DataFrame) -> dict[str, Any]:
-    """Tokens and estimated dollars of a stage's table (cached answers included)."""
-    if not len(table) or "input_tokens" not in table:
-        return {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
-    cost = table["cost_usd"]
-    return {
-        "input_tokens": int(table["input_tokens"].sum()),
-        "output_tokens": int(table["output_tokens"].sum()),
-        # None when a model has no entry in mllm.prices: unknown, not free.
-        "cost_usd": None if cost.isna().any() else round(float(cost.sum()), 6),
-    }
 
 
 def _log_spending(df: pd.DataFrame, log: logging.Logger) -> None:

@@ -1,12 +1,12 @@
 """Gemini through the google-genai SDK: cached, rate-limited, retried, online or batch.
 
-Every stage that asks Gemini (judge, rewrite, and later evaluation) hands a list of
-requests to one ``GeminiCaller`` and gets one reply per request back, in order:
+Every stage that asks Gemini (judge, rewrite, evaluation, the Gemini reward) hands a list
+of requests to one ``GeminiCaller`` and gets one reply per request back, in order. The
+cache, the in-run dedupe, the online concurrency, quota and retry policy are the shared
+:class:`~motionedit.mllm.caller.Caller`'s; this module adds what is Gemini's own:
 
-- answers already in the cache are read, not asked again;
-- online mode runs up to ``mllm.concurrency`` calls at once under the rate limiter, and
-  retries 408/429/5xx, timeouts and dropped connections with exponential backoff, waiting
-  at least the server's retry delay when it gives one;
+- the SDK client, its request parts and generation config, and its errors: the retry delay
+  comes from google.rpc.RetryInfo in the error body, else from the Retry-After header;
 - batch mode sends the requests to the Batch API (half price) and records the job name
   under ``<cache_dir>/batches/`` before it waits, so a killed run polls the same job again
   instead of paying for a second one;
@@ -22,22 +22,20 @@ the project and location from the config or the SDK's environment variables.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib
 import json
 import logging
 import os
-import random
 import re
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from motionedit.mllm.cache import AnswerCache, write_json_atomic
-from motionedit.mllm.limits import RateLimiter
+from motionedit.mllm.cache import write_json_atomic
+from motionedit.mllm.caller import RETRY_STATUS, Caller, Failure, MLLMError
 from motionedit.mllm.request import Image, Reply, Request, interpret
+from motionedit.retry_after import retry_after_s
 from motionedit.runlog import progress_bar
 
 
@@ -58,7 +56,6 @@ def _http_library_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
 _TIMEOUTS, _HTTP_ERRORS = _http_library_errors()
 
 API_KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 BATCH_DONE = {
     "JOB_STATE_SUCCEEDED",
     "JOB_STATE_PARTIALLY_SUCCEEDED",
@@ -66,10 +63,6 @@ BATCH_DONE = {
     "JOB_STATE_CANCELLED",
     "JOB_STATE_EXPIRED",
 }
-
-
-class MLLMError(RuntimeError):
-    """A problem no retry can fix (credentials, model name, configuration); stops the job."""
 
 
 def _enum(value: Any) -> str | None:
@@ -103,20 +96,22 @@ def retry_delay(exc: Exception) -> float | None:
             if match:
                 return float(match.group(1))
     response = getattr(exc, "response", None)
-    header = getattr(response, "headers", {}).get("retry-after") if response is not None else None
-    try:
-        return float(header) if header else None
-    except ValueError:
-        return None
+    headers = getattr(response, "headers", None) or {}
+    return retry_after_s(headers.get("retry-after"))
 
 
-class GeminiCaller:
+class GeminiCaller(Caller):
+    """``transport`` is the validated ``mllm`` section of the config."""
+
+    stop_after_rejections = 3
+
     def __init__(self, transport: dict[str, Any], log: logging.Logger):
-        self.cfg = transport
-        self.log = log
-        self.cache = AnswerCache(transport["cache_dir"])
-        self.calls_made = 0  # HTTP generateContent attempts (and batch submissions) this run
+        super().__init__(transport, log)
         self._secret: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return self.cfg["mode"]
 
     # ----------------------------------------------------------------- the client
     def _client(self) -> Any:
@@ -196,156 +191,48 @@ class GeminiCaller:
             )
         return None
 
-    # ----------------------------------------------------------------- public entry
-    def run(self, requests: list[Request], desc: str) -> list[Reply]:
-        """One reply per request, in order; cached answers are reused, the rest asked."""
-        replies: list[Reply | None] = []
-        for r in requests:
-            entry = self.cache.get(r.key)
-            replies.append(None if entry is None else interpret(r, entry, cached=True))
-        # Equal questions in one run (two pairs whose summaries read the same) are asked once.
-        first: dict[str, int] = {}
-        for i, rep in enumerate(replies):
-            if rep is None:
-                first.setdefault(requests[i].key, i)
-        todo = sorted(first.values())
-        self.log.info(
-            "%s: %d requests, %d answered from the cache, %d distinct to ask (%s mode)",
-            desc,
-            len(requests),
-            len(requests) - len(todo),
-            len(todo),
-            self.cfg["mode"],
+    def _rejection_error(self, reply: Reply) -> MLLMError:
+        return MLLMError(
+            f"the service rejects every request of this stage ({reply.error}); "
+            "fix the stage's settings (model, thinking_budget, media_resolution)"
         )
-        if todo:
-            asked = [requests[i] for i in todo]
-            if self.cfg["mode"] == "batch":
-                fresh = self._run_batch(asked, desc)
-            else:
-                fresh = asyncio.run(self._run_online(asked, desc))
-            by_key = {requests[i].key: reply for i, reply in zip(todo, fresh, strict=True)}
-            for i, rep in enumerate(replies):
-                if rep is None:
-                    replies[i] = by_key[requests[i].key]
-        done = [r for r in replies if r is not None]
-        kinds = Counter(r.error.split(":", 1)[0] for r in done if r.error)
-        if kinds:
-            self.log.warning("%s: %d replies are errors: %s", desc, kinds.total(), dict(kinds))
-        return done
 
     # ----------------------------------------------------------------- online
-    async def _run_online(self, requests: list[Request], desc: str) -> list[Reply]:
-        limiter = RateLimiter(
-            self.cfg.get("requests_per_minute"), self.cfg.get("tokens_per_minute")
-        )
-        client = self._client()
-        slots = asyncio.Semaphore(self.cfg["concurrency"])
-        replies: list[Reply | None] = [None] * len(requests)
-        bar = progress_bar(len(requests), desc)
+    def _ask_all(self, requests: list[Request], desc: str) -> list[Reply]:
+        if self.mode == "batch":
+            return self._run_batch(requests, desc)
+        return super()._ask_all(requests, desc)
 
-        accepted, rejected, stopping = 0, 0, False
+    def _open(self) -> Any:
+        return self._client()
 
-        async def one(i: int) -> None:
-            nonlocal accepted, rejected, stopping
-            async with slots:
-                if stopping:  # woken by the slot a failing call gave up: ask nothing more
-                    return
-                try:
-                    reply = await self._ask(client, requests[i], limiter)
-                except MLLMError:
-                    stopping = True
-                    raise
-            if reply.answered:
-                self.cache.put(requests[i].key, self._entry(requests[i], reply))
-                accepted += 1
-            elif reply.error.startswith("http 400"):
-                rejected += 1
-                # Settings the model does not take (a thinking budget it cannot turn off, a
-                # resolution it lacks) fail every request alike: stop instead of filling a
-                # shard with error rows that a rerun would not retry.
-                if rejected >= 3 and not accepted:
-                    stopping = True
-                    raise MLLMError(
-                        f"the service rejects every request of this stage ({reply.error}); "
-                        "fix the stage's settings (model, thinking_budget, media_resolution)"
-                    )
-            replies[i] = reply
-            bar.update()
+    async def _close(self, client: Any) -> None:
+        await client.aio.aclose()
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for i in range(len(requests)):
-                    group.create_task(one(i))
-        except* MLLMError as errors:
-            raise errors.exceptions[0] from None
-        finally:
-            bar.close()
-            await client.aio.aclose()
-        return [r for r in replies if r is not None]
+    def _prepare(self, request: Request) -> tuple[list[Any], Any]:
+        return self._contents(request), self._config(request)
 
-    async def _ask(self, client: Any, request: Request, limiter: RateLimiter) -> Reply:
+    async def _send(
+        self, client: Any, prepared: tuple[list[Any], Any], request: Request
+    ) -> dict[str, Any]:
         from google.genai.errors import APIError, UnknownApiResponseError
 
-        contents, config = self._contents(request), self._config(request)
-        estimate = request.estimated_tokens()
-        timeout = self.cfg["timeout_s"]
-        jitter = random.Random(request.key)
-        error = ""
-        for attempt in range(1, self.cfg["max_attempts"] + 1):
-            await limiter.acquire(estimate)
-            self.calls_made += 1
-            start = time.monotonic()
-            delay = None
-            try:
-                response = await asyncio.wait_for(
-                    client.aio.models.generate_content(
-                        model=request.settings.model, contents=contents, config=config
-                    ),
-                    timeout,
-                )
-            except (TimeoutError, *_TIMEOUTS):
-                error = f"timeout: no answer within {timeout:g} s"
-            except (*_HTTP_ERRORS, UnknownApiResponseError) as exc:
-                error = f"connection: {self._scrub(str(exc)) or type(exc).__name__}"
-            except APIError as exc:
-                code = exc.code
-                fatal = self._fatal(exc, request)
-                if fatal is not None:
-                    raise fatal from None
-                error = self._scrub(f"http {code}: {exc.status}: {exc.message}")
-                if code not in RETRY_STATUS:
-                    return Reply(key=request.key, error=error, attempts=attempt)
-                delay = retry_delay(exc)
-                if code == 429:
-                    limiter.pause(delay if delay is not None else self.cfg["backoff_s"])
-            else:
-                entry = {
-                    "response": response_entry(response),
-                    "latency_s": round(time.monotonic() - start, 3),
-                    "attempts": attempt,
-                    "batch": False,
-                }
-                reply = interpret(request, entry, cached=False)
-                limiter.settle(estimate, reply.usage.input_tokens or None)
-                return reply
-            if attempt < self.cfg["max_attempts"]:
-                backoff = min(self.cfg["max_backoff_s"], self.cfg["backoff_s"] * 2 ** (attempt - 1))
-                wait = max(delay or 0.0, backoff * (0.5 + 0.5 * jitter.random()))
-                self.log.info("%s: %s; retry %d in %.1f s", request.tag, error, attempt, wait)
-                await asyncio.sleep(wait)
-        return Reply(key=request.key, error=f"{error} (after {attempt} attempts)", attempts=attempt)
-
-    @staticmethod
-    def _entry(request: Request, reply: Reply) -> dict[str, Any]:
-        """The cache entry of an answered call: what ``interpret`` reads, plus labels."""
-        return {
-            "response": reply.response,
-            "latency_s": reply.latency_s,
-            "attempts": reply.attempts,
-            "batch": reply.batch,
-            "model": request.settings.model,
-            "prompt_version": request.prompt_version,
-        }
+        contents, config = prepared
+        try:
+            response = await client.aio.models.generate_content(
+                model=request.settings.model, contents=contents, config=config
+            )
+        except _TIMEOUTS:
+            raise TimeoutError from None
+        except (*_HTTP_ERRORS, UnknownApiResponseError) as exc:
+            raise Failure(f"connection: {self._scrub(str(exc)) or type(exc).__name__}") from None
+        except APIError as exc:
+            fatal = self._fatal(exc, request)
+            if fatal is not None:
+                raise fatal from None
+            error = self._scrub(f"http {exc.code}: {exc.status}: {exc.message}")
+            raise Failure(error, exc.code, retry_delay(exc)) from None
+        return response_entry(response)
 
     # ----------------------------------------------------------------- batch
     def _chunks(self, requests: list[Request]) -> list[list[Request]]:

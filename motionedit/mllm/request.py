@@ -6,6 +6,10 @@ sha256 of their bytes), so equal questions share one cached answer and any chang
 prompt, the settings or an image asks again. A reply is either a parsed answer or an error
 string whose prefix says what went wrong ("blocked", "finish", "empty", "schema",
 "timeout", "http", "connection", "batch"), so no failure can pass for a negative answer.
+
+The module imports no image library or pydantic at import time (cv2, numpy and PIL are
+imported where images are decoded, pydantic where an answer is validated), so the package
+stays importable where only the workflow's bookkeeping runs, e.g. the Snakemake DAG build.
 """
 
 from __future__ import annotations
@@ -15,16 +19,18 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import cv2
-import numpy as np
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from motionedit.mllm.usage import Usage
 
-#: Finish reasons that mean a usable answer; everything else is an error row.
-GOOD_FINISH = {"STOP", "FINISH_REASON_UNSPECIFIED", None}
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+    from pydantic import BaseModel
+
+#: Finish reasons that mean a usable answer (Gemini's, then OpenAI's); everything else is an
+#: error row. A one-token answer always stops at its limit ("length"), so for a request with
+#: ``max_output_tokens == 1`` that is a complete answer too (see :func:`interpret`).
+GOOD_FINISH = {"STOP", "FINISH_REASON_UNSPECIFIED", "stop", None}
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,9 @@ class Image:
         )
         if max_side is None:
             return cls(raw, mime)
+        import cv2
+        import numpy as np
+
         try:
             pixels = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
         except cv2.error:  # an empty file
@@ -71,6 +80,25 @@ class Image:
         identity = f"{hashlib.sha256(raw).hexdigest()}@{max_side}:area:jpeg92"
         return cls(jpeg.tobytes(), "image/jpeg", identity)
 
+    @classmethod
+    def from_pil(cls, image: PILImage, max_side: int | None = None) -> Image:
+        """A PNG of a PIL image, downscaled (LANCZOS, aspect kept) so that its longest side is
+        at most ``max_side``; images of other modes than RGB and L are converted to RGB."""
+        import io
+
+        import PIL.Image
+
+        if image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        width, height = image.size
+        if max_side is not None and max(width, height) > max_side:
+            scale = max_side / max(width, height)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = image.resize(size, PIL.Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return cls(buffer.getvalue(), "image/png")
+
     @cached_property
     def sha256(self) -> str:
         return self.identity or hashlib.sha256(self.data).hexdigest()
@@ -86,6 +114,10 @@ class CallSettings:
     media_resolution: str | None = None  # low | medium | high
     thinking_budget: int | None = None
     max_image_side: int | None = None  # larger images are downscaled before they are sent
+    #: Ask for the log-probabilities of this many alternatives of each answer token (OpenAI
+    #: ``top_logprobs``); None asks for none. Part of the cache key only when set, so adding
+    #: it left the keys, and so the cached answers, of every earlier request as they were.
+    top_logprobs: int | None = None
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> CallSettings:
@@ -95,7 +127,16 @@ class CallSettings:
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        values = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        for name in _KEYED_WHEN_SET:
+            if values[name] is None:
+                del values[name]
+        return values
+
+
+#: Settings added after answers were cached: left out of ``as_dict`` (and so of the cache
+#: key) while unset, so that existing keys stay valid.
+_KEYED_WHEN_SET = ("top_logprobs",)
 
 
 @dataclass(frozen=True)
@@ -154,6 +195,12 @@ class Reply:
     response: dict[str, Any] | None = None  # what the service said, as cached
 
     @property
+    def top_logprobs(self) -> list[dict[str, Any]] | None:
+        """The first answer token's alternatives, ``[{"token": ..., "logprob": ...}, ...]``,
+        when the request asked for them and the service sent them (also from the cache)."""
+        return (self.response or {}).get("top_logprobs")
+
+    @property
     def answered(self) -> bool:
         """The service gave an answer (possibly a refusal): worth caching, not worth retrying."""
         return not (self.error or "").startswith(("timeout", "http", "connection", "batch"))
@@ -178,11 +225,15 @@ def interpret(request: Request, entry: dict[str, Any], *, cached: bool) -> Reply
         reply.error = f"blocked: the prompt was blocked ({response['block_reason']})"
     elif not response.get("has_candidates", True):
         reply.error = "empty: the reply had no candidates"
-    elif reply.finish_reason not in GOOD_FINISH:
+    elif reply.finish_reason not in GOOD_FINISH and not (
+        reply.finish_reason == "length" and request.settings.max_output_tokens == 1
+    ):
         reply.error = f"finish: generation stopped with {reply.finish_reason}"
-    elif not reply.text:
+    elif not reply.text and not reply.top_logprobs:
         reply.error = "empty: the reply had no text"
     elif request.schema is not None:
+        from pydantic import ValidationError
+
         try:
             reply.parsed = request.schema.model_validate_json(reply.text).model_dump()
         except ValidationError as exc:

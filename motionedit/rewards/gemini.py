@@ -9,7 +9,6 @@ goes through the call layer's cache, quota and retries like any other stage's.
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import Any
 
@@ -36,10 +35,8 @@ class ScoreAnswer(BaseModel):
 
 
 def _png(image: Any) -> Image:
-    buffer = io.BytesIO()
     pil = image if isinstance(image, PILImage.Image) else to_pil(image)
-    pil.convert("RGB").save(buffer, format="PNG")
-    return Image(buffer.getvalue(), "image/png")
+    return Image.from_pil(pil.convert("RGB"))
 
 
 class GeminiReward:

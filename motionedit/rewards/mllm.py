@@ -8,6 +8,16 @@ score under its next-token distribution, ``sum(p(d) * d) / sum(p(d)) / 5`` over 
 tokens among ``top_logprobs``, is continuous and tells a confident 4 from a hesitant one.
 Servers that leave out log-probabilities still work: the written digit is the fallback.
 
+This module holds what is the reward's own: the prompt texts, one request per edit, and
+the score read from a reply. The calls go through the shared call layer
+(:class:`motionedit.mllm.OpenAICaller`), which owns the wire format, the API key (read
+from the variable named by ``api_key_env``), concurrency, retries and Retry-After.
+
+No answer cache: training rollouts are fresh images every step, so a cache would only fill
+the disk with answers nobody asks for again (and a cache key per item costs a hash of every
+image). ``cache_dir`` is therefore never set for this reward; the equal-question dedupe of
+the call layer still applies within one ``score`` call.
+
 Failures are per item: a reply without a digit, a timeout, or an HTTP error that outlived
 its retries gives ``None`` (the trainer skips those samples) with the reason in
 ``last_errors``. Only a missing ``base_url`` or a server that refuses the API key raises,
@@ -16,21 +26,17 @@ because then every item would fail the same way and training on no reward is poi
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import logging
 import math
-import os
 import re
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-import requests
 from PIL import Image
+
+from motionedit.mllm import CallSettings, MLLMError, OpenAICaller, Reply, Request
+from motionedit.mllm import Image as Part
+from motionedit.mllm.openai_compatible import response_entry
 
 log = logging.getLogger(__name__)
 
@@ -68,32 +74,12 @@ PROMPTS: dict[str, dict[str, str]] = {
 
 DIGITS = ("0", "1", "2", "3", "4", "5")
 _FIRST_DIGIT = re.compile(r"[0-5]")
-_RETRY_STATUSES = frozenset({429}) | frozenset(range(500, 600))
-#: Longest wait honoured from a Retry-After header; a server asking for minutes is better
-#: treated as failing this item than as stalling the training step.
+#: Longest wait honoured from a Retry-After header: a server asking for minutes is asked
+#: again after one rather than left to stall the training step for longer.
 _MAX_RETRY_AFTER_S = 60.0
 
-
-class RewardServerError(RuntimeError):
-    """A problem that would fail every item alike (configuration, credentials)."""
-
-
-def encode_image(image: Image.Image, max_side: int) -> str:
-    """A PNG data URI, downscaled so the longest side is at most ``max_side``.
-
-    The grader does not need full resolution to judge a pose, and each full-size image costs
-    the server hundreds of vision tokens per item in every training step.
-    """
-    if image.mode not in ("RGB", "L"):
-        image = image.convert("RGB")
-    width, height = image.size
-    if max(width, height) > max_side:
-        scale = max_side / max(width, height)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = image.resize(size, Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+#: The reward's name for what stops a run (a missing or refused key): the call layer's.
+RewardServerError = MLLMError
 
 
 def expected_score(top_logprobs: list[dict[str, Any]] | None) -> float | None:
@@ -114,55 +100,38 @@ def expected_score(top_logprobs: list[dict[str, Any]] | None) -> float | None:
     return sum(p * d for d, p in mass.items()) / total
 
 
-def parse_reply(reply: dict[str, Any]) -> tuple[float | None, str | None]:
-    """The reward in [0, 1] from a chat-completions reply, or ``None`` and the reason."""
-    try:
-        choice = reply["choices"][0]
-    except (KeyError, IndexError, TypeError):
-        return None, f"bad reply: no choices in {json.dumps(reply)[:80]}"
-    logprobs = choice.get("logprobs") or {}
-    tokens = logprobs.get("content") or []
-    if tokens and isinstance(tokens[0], dict):
-        score = expected_score(tokens[0].get("top_logprobs"))
-        if score is not None:
-            return score / 5.0, None
-    content = (choice.get("message") or {}).get("content") or ""
+def grade(
+    top_logprobs: list[dict[str, Any]] | None, text: str | None
+) -> tuple[float | None, str | None]:
+    """The reward in [0, 1] from the answer token's distribution, else from the written
+    digit; or ``None`` and the reason."""
+    score = expected_score(top_logprobs)
+    if score is not None:
+        return score / 5.0, None
+    content = text or ""
     match = _FIRST_DIGIT.search(content)
     if match:
         return int(match.group()) / 5.0, None
     return None, f"no digit in the reply: {content[:80]}"
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    header = response.headers.get("Retry-After")
-    if not header:
-        return None
-    try:
-        wait = float(header)
-    except ValueError:
-        try:
-            wait = parsedate_to_datetime(header).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    return min(max(wait, 0.0), _MAX_RETRY_AFTER_S)
+def parse_reply(reply: dict[str, Any]) -> tuple[float | None, str | None]:
+    """The reward in [0, 1] from a chat-completions body as the server sends it, or ``None``
+    and the reason."""
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if not choices or not isinstance(choices[0], dict):
+        return None, f"bad reply: no choices in {json.dumps(reply)[:80]}"
+    entry = response_entry(reply)
+    return grade(entry["top_logprobs"], entry["text"])
 
 
-def _short_body(response: requests.Response) -> str:
-    """The server's own error message when it sends one (vLLM and OpenAI nest it)."""
-    text = response.text or ""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            text = str(error["message"])
-        elif isinstance(error, str):
-            text = error
-        elif body.get("message"):
-            text = str(body["message"])
-    return " ".join(text.split())[:200]
+def reply_reward(reply: Reply) -> tuple[float | None, str | None]:
+    """The reward of one call layer reply, or ``None`` and the reason. The reason of a call
+    that failed after its retries leaves out the attempt count, so that equal failures read
+    alike in the training logs."""
+    if reply.error:
+        return None, reply.error.removesuffix(f" (after {reply.attempts} attempts)")
+    return grade(reply.top_logprobs, reply.text)
 
 
 class MLLMReward:
@@ -175,16 +144,6 @@ class MLLMReward:
     name = "mllm"
 
     def __init__(self, cfg: dict[str, Any]) -> None:
-        base_url = cfg.get("base_url")
-        if not base_url:
-            raise ValueError(
-                "rewards.mllm.base_url is not set: give the chat-completions server's URL, "
-                "e.g. http://127.0.0.1:8000/v1"
-            )
-        self.base_url = str(base_url).rstrip("/")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"rewards.mllm.base_url must be an http(s) URL, got {self.base_url!r}")
-        self.url = f"{self.base_url}/chat/completions"
         self.model = str(cfg.get("model", DEFAULT_MODEL))
         self.api_key_env = str(cfg.get("api_key_env", "OPENAI_API_KEY"))
         self.timeout_s = float(cfg.get("timeout_s", 60))
@@ -200,92 +159,50 @@ class MLLMReward:
                 f"known: {sorted(PROMPTS)}"
             )
         self.prompt = PROMPTS[self.prompt_version]
+        # One token, greedy, with its distribution: the expected score needs nothing more.
+        self.settings = CallSettings(
+            model=self.model,
+            temperature=0.0,
+            max_output_tokens=1,
+            max_image_side=self.max_image_side,
+            top_logprobs=self.top_logprobs,
+        )
+        transport = {
+            "base_url": cfg.get("base_url"),
+            "api_key_env": self.api_key_env,
+            "timeout_s": self.timeout_s,
+            "max_attempts": self.max_attempts,
+            "backoff_s": self.backoff_s,
+            "concurrency": self.concurrency,
+            "max_retry_after_s": _MAX_RETRY_AFTER_S,
+            "cache_dir": None,
+        }
+        self.caller = OpenAICaller(transport, log, section="rewards.mllm")
+        self.base_url, self.url = self.caller.base_url, self.caller.url
         self.last_errors: list[str | None] = []
 
     # ------------------------------------------------------------------ requests
     def build_request(
-        self, source: Image.Image, edited: Image.Image, prompt: str, target: Image.Image | None
-    ) -> dict[str, Any]:
+        self,
+        source: Image.Image,
+        edited: Image.Image,
+        prompt: str,
+        target: Image.Image | None,
+        tag: str = "",
+    ) -> Request:
         """One request per item: images of different pairs never share a context, so one
         item's grade cannot lean on another's."""
         texts = self.prompt
-        content: list[dict[str, Any]] = [
-            {"type": "text", "text": texts["task"].format(instruction=prompt)}
-        ]
+        parts: list[str | Part] = [texts["task"].format(instruction=prompt)]
         shown = [("input", source), ("edited", edited)]
         if target is not None:
             shown.append(("target", target))
         for label, image in shown:
-            content.append({"type": "text", "text": texts[label]})
-            url = encode_image(image, self.max_image_side)
-            content.append({"type": "image_url", "image_url": {"url": url}})
-        content.append({"type": "text", "text": texts["rubric"]})
-        return {
-            "model": self.model,
-            "messages": [{"role": "user", "content": content}],
-            "max_tokens": 1,
-            "temperature": 0,
-            "logprobs": True,
-            "top_logprobs": self.top_logprobs,
-        }
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
-    def _refused(self, status: int) -> RewardServerError:
-        if os.environ.get(self.api_key_env):
-            why = f"the server refused the key held in ${self.api_key_env}"
-        else:
-            why = f"the server wants a key and ${self.api_key_env} is not set"
-        return RewardServerError(
-            f"{self.url} answered http {status}: {why}; set it to the key the server was "
-            f"started with (vllm serve --api-key) or name another variable in "
-            f"rewards.mllm.api_key_env"
+            parts += [texts[label], Part.from_pil(image, self.max_image_side)]
+        parts.append(texts["rubric"])
+        return Request(
+            parts=tuple(parts), settings=self.settings, prompt_version=self.prompt_version, tag=tag
         )
-
-    def _ask(
-        self, payload: dict[str, Any], headers: dict[str, str], session: requests.Session
-    ) -> tuple[float | None, str | None]:
-        """Retries what a second try can fix (dropped connections, timeouts, 429, 5xx), waiting
-        longer each time so a server under load from the whole batch can catch up."""
-        error = "no attempt made"
-        for attempt in range(1, self.max_attempts + 1):
-            wait: float | None = None
-            try:
-                response = session.post(
-                    self.url, json=payload, headers=headers, timeout=self.timeout_s
-                )
-            except requests.Timeout:
-                error = f"timeout after {self.timeout_s:g} s"
-            except requests.ConnectionError as exc:
-                error = f"connection: {type(exc).__name__}"
-            except requests.RequestException as exc:
-                return None, f"request: {type(exc).__name__}"
-            else:
-                status = response.status_code
-                if status in (401, 403):
-                    raise self._refused(status)
-                if status == 200:
-                    try:
-                        reply = response.json()
-                    except ValueError:
-                        return None, f"bad reply: not JSON: {response.text[:80]}"
-                    return parse_reply(reply)
-                error = f"http {status}: {_short_body(response)}"
-                if status not in _RETRY_STATUSES:
-                    return None, error
-                wait = _retry_after(response)
-            if attempt < self.max_attempts:
-                if wait is None:
-                    wait = self.backoff_s * 2 ** (attempt - 1)
-                log.debug("%s; attempt %d of %d, retry in %.2f s", error, attempt,
-                          self.max_attempts, wait)  # fmt: skip
-                time.sleep(wait)
-        return None, error
 
     # ------------------------------------------------------------------ scoring
     def score(
@@ -312,38 +229,18 @@ class MLLMReward:
         self.last_errors = errors
         if n == 0:
             return rewards
-        headers = self._headers()
-        local = threading.local()
-        sessions: list[requests.Session] = []
-        sessions_lock = threading.Lock()
-
-        def grade(i: int) -> tuple[float | None, str | None]:
+        requests: dict[int, Request] = {}
+        for i in range(n):
             target = targets[i] if targets is not None else None
             try:
-                payload = self.build_request(inputs[i], edited[i], prompts[i], target)
+                requests[i] = self.build_request(
+                    inputs[i], edited[i], prompts[i], target, tag=f"edit{i}"
+                )
             except (OSError, ValueError) as exc:
-                return None, f"bad image: {exc}"
-            session = getattr(local, "session", None)
-            if session is None:
-                session = local.session = requests.Session()
-                with sessions_lock:
-                    sessions.append(session)
-            return self._ask(payload, headers, session)
-
-        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, n))
-        try:
-            futures = [pool.submit(grade, i) for i in range(n)]
-            for i, future in enumerate(futures):
-                rewards[i], errors[i] = future.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        else:
-            pool.shutdown(wait=True)
-        finally:
-            with sessions_lock:
-                for session in sessions:
-                    session.close()
+                errors[i] = f"bad image: {exc}"
+        replies = self.caller.run(list(requests.values()), "mllm reward")
+        for i, reply in zip(requests, replies, strict=True):
+            rewards[i], errors[i] = reply_reward(reply)
         failed = [e for e in errors if e is not None]
         if failed:
             log.warning("mllm reward: %d of %d items without a reward (first: %s)",
