@@ -18,6 +18,7 @@ import pytest
 import torch
 from tiny_qwen import sample_image, tiny_pipeline
 
+from motionedit.models import load_editor
 from motionedit.models.base import LORA_WEIGHT_NAME, ModelError, seeded_generator, tensor_to_pil
 from motionedit.models.qwen_image_edit import (
     ImageOnlyQwen2VLProcessor,
@@ -268,7 +269,7 @@ def test_load_from_a_folder(plus, tmp_path):
     saved = tiny_pipeline(plus)
     source = save_like_the_hub(saved, tmp_path / "qwen")
     settings = {**settings_for(plus), "source": str(source)}
-    adapter = load_qwen_image_edit(settings)
+    adapter = load_editor(settings)  # the registry picks the kind's loader
     assert type(adapter) is (QwenImageEditPlusAdapter if plus else QwenImageEditAdapter)
     assert isinstance(adapter.pipe.processor, ImageOnlyQwen2VLProcessor)
     reference = type(adapter)(saved, settings)

@@ -1,5 +1,6 @@
 """What the report's figures show, picked from the stage outputs: which benchmark samples
-go into the grid and with which labels, the training logs, the dataset's categories."""
+go into the grid and with which labels, the metrics drawn per motion category (as
+motionedit/evaluate/metrics.py lists them), the training logs, the dataset's categories."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from motionedit.evaluate import figures
+from motionedit.evaluate.metrics import BY_CATEGORY
 from motionedit.evaluate.tables import dataset_motion, markdown_dataset_motion
 from motionedit.tables import read_table
 
@@ -81,9 +83,8 @@ def benchmark_figures(
     ids = pick_samples(bench, samples)
     figures.sample_grid(grid_samples(bench_table, scores, ids), list(scores), outputs["samples"])
     table = pd.read_csv(per_category_csv)
-    figures.metric_by_category(
-        table, "mas", outputs["mas_by_category"], label="MAS (0-100, higher is better)"
-    )
+    for column, label in BY_CATEGORY.items():
+        figures.metric_by_category(table, column, outputs[f"{column}_by_category"], label=label)
 
 
 def training_figures(run_dirs: dict[str, str | Path], outputs: dict[str, str]) -> None:

@@ -10,6 +10,7 @@ MAS is computed as the released scorer does (:func:`motionedit.metrics.score_edi
 input and target are resized to the edit's size and both flows come from one batched
 call. The MLLM calls go through the shared call layer, so a rerun is answered from its
 cache, and ``scores.raw.jsonl`` keeps the calls behind each row (images by hash only).
+The columns and dtypes each metric writes are declared in motionedit/evaluate/metrics.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from motionedit.evaluate.metrics import METRICS, SCORE_DTYPES, metric
 from motionedit.flow import FlowEstimator
 from motionedit.images import image_from_cell
 from motionedit.metrics import score_edits
@@ -29,16 +31,15 @@ from motionedit.mllm import COST_COLUMNS, Outcome, row_spending
 from motionedit.runlog import progress
 from motionedit.tables import write_table
 
-MAS_COLUMNS = ["mas", "d_ovl", "d_mag", "d_dir", "m_pred", "m_gt", "static"]
-GENERATIVE_COLUMNS = ["fidelity", "preservation", "coherence", "overall"]
+MAS_COLUMNS = list(metric("mas").columns)
+GENERATIVE_COLUMNS = list(metric("generative").columns)
+#: The columns of ``scores.parquet``: the sample, each metric's scores and error column (see
+#: motionedit/evaluate/metrics.py), then which MLLM answered and what it cost.
 SCORE_COLUMNS = [
     "id",
     "category",
     "path",
-    *MAS_COLUMNS,
-    "error",
-    *GENERATIVE_COLUMNS,
-    "mllm_error",
+    *(c for m in METRICS for c in [*m.columns, m.error] if c),
     "mllm_model",
     "prompt_version",
     *COST_COLUMNS,
@@ -180,9 +181,8 @@ def score_model(
             )
         table.append(row)
     df = pd.DataFrame(table, columns=SCORE_COLUMNS)
-    for column in ("mas", "d_ovl", "d_mag", "d_dir", "m_pred", "m_gt", *GENERATIVE_COLUMNS):
-        df[column] = df[column].astype("float64")
-    df["static"] = df["static"].astype("boolean")
+    for column, dtype in SCORE_DTYPES.items():
+        df[column] = df[column].astype(dtype)
     write_table(df, scores_table)
     Path(raw_path).write_text("".join(f"{line}\n" for line in raw))
     errors = int((df["error"] != "").sum())

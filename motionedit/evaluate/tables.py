@@ -5,7 +5,8 @@ Every interval is a percentile bootstrap over benchmark samples. All models and 
 share one set of resamples (drawn from the config's seed), so the intervals are paired:
 a sample drawn twice counts twice for every model at once, as it would in a benchmark
 that happened to contain it twice. Numbers are rounded before they are written, so the
-same scores give byte-identical CSV and Markdown.
+same scores give byte-identical CSV and Markdown. Table 1's columns, and the headline
+scores a win rate can be decided on, come from motionedit/evaluate/metrics.py.
 """
 
 from __future__ import annotations
@@ -15,18 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from motionedit.evaluate.metrics import HEADERS, HEADLINES, MEANS, TABLE1
 from motionedit.evaluate.winrate import outcomes, pairwise_matrix, resampled_win_rates, win_rates
 
-GENERATIVE = ("overall", "fidelity", "preservation", "coherence")
-#: Table 1 of the paper, in its order: (column, header, scale of the printed value).
-TABLE1 = (
-    ("overall", "Overall", 1.0),
-    ("fidelity", "Fidelity", 1.0),
-    ("preservation", "Preservation", 1.0),
-    ("coherence", "Coherence", 1.0),
-    ("mas", "MAS", 1.0),
-    ("win_rate", "Win Rate (%)", 100.0),
-)
 DECIMALS = 4
 
 
@@ -60,11 +52,12 @@ def mean_ci(values: np.ndarray, counts: np.ndarray, level: float) -> tuple[float
 
 
 def win_basis(scores: pd.DataFrame, setting: str) -> str:
-    """Which score decides a comparison: Overall when the MLLM scored anything, else MAS."""
+    """Which score decides a comparison: with ``auto``, the first headline in Table 1 order
+    that has any score (Overall when the MLLM scored anything), else the last (MAS)."""
     if setting != "auto":
         return setting
-    has_overall = "overall" in scores and scores["overall"].notna().any()
-    return "overall" if has_overall else "mas"
+    scored = [c for c in HEADLINES if c in scores and scores[c].notna().any()]
+    return scored[0] if scored else HEADLINES[-1]
 
 
 def _wide(scores: pd.DataFrame, column: str, ids: list[str], models: list[str]) -> pd.DataFrame:
@@ -104,7 +97,7 @@ def summarize(
             "mllm_errors": int((own["mllm_error"].fillna("") != "").sum()),
             "static": int(own["static"].fillna(False).astype(bool).sum()),
         }
-        for metric in (*GENERATIVE, "mas"):
+        for metric in MEANS:
             mean, lo, hi = mean_ci(own[metric].to_numpy(float), counts, level)
             row |= {metric: mean, f"{metric}_lo": lo, f"{metric}_hi": hi}
         lo, hi = _interval(resampled[model], level)
@@ -151,15 +144,14 @@ def markdown_table1(summary: pd.DataFrame, level: float, group: str | None = Non
     basis = summary["win_basis"].iloc[0] if len(summary) else "overall"
     headers = ([group.capitalize()] if group else []) + ["Model"]
     headers += [
-        h if m != "win_rate" else f"Win Rate on {'Overall' if basis == 'overall' else 'MAS'} (%)"
-        for m, h, _ in TABLE1
+        c.header if c.column != "win_rate" else f"Win Rate on {HEADERS[basis]} (%)" for c in TABLE1
     ]
     headers += ["Scored / samples"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for _, row in summary.iterrows():
         cells = [str(row[group])] if group else []
         cells.append(f"`{row['model']}`")
-        cells += [_cell(row, m, scale, 1 if m == "win_rate" else 2) for m, _, scale in TABLE1]
+        cells += [_cell(row, c.column, c.scale, c.decimals) for c in TABLE1]
         scored = row["samples"] - row["errors"]
         cells.append(f"{scored} / {row['samples']}")
         lines.append("| " + " | ".join(cells) + " |")

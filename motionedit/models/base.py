@@ -26,12 +26,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+# Defined with the registry so that it can be caught without torch; re-exported here.
+from motionedit.models.kinds import ModelError as ModelError
+
 #: LoRA weights file written by ``save_lora_weights`` and read by ``load_lora_weights``.
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-
-
-class ModelError(RuntimeError):
-    """An editor could not be loaded or run; the message names the config key and the fix."""
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""FLUX.1 Kontext editors (the real one from the hub, and the tiny one trained here).
+"""FLUX.1 Kontext editors (the real one from the hub, and the tiny one trained here),
+with the loaders the editor registry (motionedit/models/kinds.py) names for both kinds.
 
 Kontext edits by in-context conditioning: the condition image's packed latents are
 appended to the noisy latents as extra tokens whose position ids carry a 1 in the first
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffusers import FluxKontextPipeline
 from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift
 
 from motionedit.images import resize, to_pil
@@ -22,6 +24,7 @@ from motionedit.models.base import (
     pixels_to_tensor,
     seeded_generator,
 )
+from motionedit.models.loading import load_pipeline
 
 
 class FluxKontextAdapter(EditorAdapter):
@@ -152,3 +155,13 @@ class TinyKontextAdapter(FluxKontextAdapter):
     """The tiny FLUX-Kontext editor trained here from scratch (see motionedit.models.tiny)."""
 
     kind = "tiny"
+
+
+def load_flux_kontext(settings: dict[str, Any]) -> FluxKontextAdapter:
+    """The adapter for a ``flux-kontext`` editor, its pipeline loaded and placed."""
+    return FluxKontextAdapter(load_pipeline(FluxKontextPipeline, settings), settings)
+
+
+def load_tiny(settings: dict[str, Any]) -> TinyKontextAdapter:
+    """The adapter for a ``tiny`` editor: a Kontext pipeline folder the ``sft`` rule wrote."""
+    return TinyKontextAdapter(load_pipeline(FluxKontextPipeline, settings), settings)

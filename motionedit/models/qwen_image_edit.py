@@ -1,4 +1,5 @@
-"""Qwen-Image-Edit editors: the original release and the 2509+ "Plus" pipeline.
+"""Qwen-Image-Edit editors: the original release and the 2509+ "Plus" pipeline, with the
+loader of each kind that the editor registry (motionedit/models/kinds.py) names.
 
 Qwen-Image-Edit conditions twice on the input image: the Qwen2.5-VL text encoder reads it
 next to the instruction (its hidden states become the prompt embeddings), and its VAE
@@ -37,6 +38,7 @@ from motionedit.models.base import (
     ModelError,
     seeded_generator,
 )
+from motionedit.models.loading import load_pipeline
 
 #: The pixel area both pipelines resize their input to, whatever the requested size.
 PIPELINE_AREA = 1024 * 1024
@@ -358,12 +360,6 @@ class QwenImageEditPlusAdapter(QwenImageEditAdapter):
         ]
 
 
-ADAPTERS: dict[str, type[QwenImageEditAdapter]] = {
-    QwenImageEditAdapter.kind: QwenImageEditAdapter,
-    QwenImageEditPlusAdapter.kind: QwenImageEditPlusAdapter,
-}
-
-
 def load_processor(source: str, **hub: Any) -> ImageOnlyQwen2VLProcessor:
     """The pipeline's ``processor`` component, built so that torchvision is not needed."""
     from transformers import AutoTokenizer
@@ -376,23 +372,25 @@ def load_processor(source: str, **hub: Any) -> ImageOnlyQwen2VLProcessor:
     return ImageOnlyQwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
-def load_qwen_image_edit(settings: dict[str, Any]) -> QwenImageEditAdapter:
-    """The adapter for a ``qwen-image-edit(-plus)`` editor, its pipeline loaded and placed.
+def _load(adapter_class: type[QwenImageEditAdapter], settings: dict[str, Any]) -> Any:
+    """The adapter with its pipeline loaded and placed; errors name the config key to change.
 
-    Errors name the config key to change. The processor is loaded here (see
-    :class:`ImageOnlyQwen2VLProcessor`) and handed to ``from_pretrained``.
+    The processor is loaded here (see :class:`ImageOnlyQwen2VLProcessor`) and handed to
+    ``from_pretrained``.
     """
-    from motionedit.models import load_pipeline
-
-    name = settings.get("name", "?")
-    kind = settings.get("kind", QwenImageEditAdapter.kind)
-    if kind not in ADAPTERS:
-        raise ModelError(f"editors.{name}.kind: {kind!r} is not one of {sorted(ADAPTERS)}")
-    adapter_class = ADAPTERS[kind]
-    settings = dict(settings)
     pipe = load_pipeline(
         adapter_class.pipeline_class,
         settings,
         lambda source, **hub: {"processor": load_processor(source, **hub)},
     )
     return adapter_class(pipe, settings)
+
+
+def load_qwen_image_edit(settings: dict[str, Any]) -> QwenImageEditAdapter:
+    """The adapter for a ``qwen-image-edit`` editor."""
+    return _load(QwenImageEditAdapter, settings)
+
+
+def load_qwen_image_edit_plus(settings: dict[str, Any]) -> QwenImageEditPlusAdapter:
+    """The adapter for a ``qwen-image-edit-plus`` editor (the 2509 release and later)."""
+    return _load(QwenImageEditPlusAdapter, settings)

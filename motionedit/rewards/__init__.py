@@ -5,6 +5,8 @@ frame) with a value in [0, 1] per edit, or None where it could not (a reward ser
 failed for that edit). The mix is the weighted mean with the weights normalised to sum to
 one; an edit missing any component's value gets NaN, which the trainer's group filter drops.
 
+What lives here, by reward name (``train.<run>.rewards`` in config):
+
 - ``motion``: the optical-flow motion reward (motionedit/rewards/motion.py);
 - ``mllm``: a vision-language model behind an OpenAI-compatible server (vLLM), the expected
   0-5 score from the digit tokens' log-probabilities (motionedit/rewards/mllm.py);
@@ -12,16 +14,32 @@ one; an edit missing any component's value gets NaN, which the trainer's group f
   (motionedit/rewards/gemini.py);
 - ``appearance``: closeness to the ground-truth target frame, the deterministic stand-in for
   the MLLM term that the offline default uses (motionedit/rewards/appearance.py).
+
+:data:`REWARDS` maps each name to its factory as a ``"module:function"`` reference, so a run
+imports only the rewards it weighs (the MLLM clients and the flow backends pull in their
+own dependencies). A factory takes the validated config and the run's
+:class:`RewardOptions` and returns the component. A new reward is its module with such a
+factory, one line in :data:`REWARDS`, and its name in the schema's ``train`` run
+``rewards`` (tests/test_registries.py checks the two agree). The two MLLM rewards' factories
+are in motionedit/rewards/judged.py; their clients take only their own config sections.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 
-NAMES = ("motion", "mllm", "gemini", "appearance")
+#: Every reward by name: its factory, ``(config, options) -> Reward``, as "module:function".
+REWARDS: dict[str, str] = {
+    "motion": "motionedit.rewards.motion:make_motion_reward",
+    "mllm": "motionedit.rewards.judged:make_mllm_reward",
+    "gemini": "motionedit.rewards.judged:make_gemini_reward",
+    "appearance": "motionedit.rewards.appearance:make_appearance_reward",
+}
+NAMES = tuple(REWARDS)
 
 
 class Reward(Protocol):
@@ -31,6 +49,16 @@ class Reward(Protocol):
     def score(
         self, inputs: list[Any], edited: list[Any], prompts: list[str], targets: list[Any]
     ) -> list[float | None]: ...
+
+
+@dataclass(frozen=True)
+class RewardOptions:
+    """What one training run sets for its rewards beyond the config."""
+
+    #: A flow estimator to share (the trainer's own), or None to build one from ``flow:``.
+    flow: Any = None
+    #: Levels of the motion reward, overriding ``metrics.motion_reward.bins`` (0: continuous).
+    motion_bins: int | None = None
 
 
 @dataclass
@@ -79,38 +107,16 @@ def make_rewards(
 
     ``motion_bins`` overrides ``metrics.motion_reward.bins`` for this mix (0: continuous).
     """
-    unknown = sorted(set(weights) - set(NAMES))
+    unknown = sorted(set(weights) - set(REWARDS))
     if unknown:
-        raise ValueError(f"unknown reward(s) {unknown}; known: {list(NAMES)}")
+        raise ValueError(f"unknown reward(s) {unknown}; known: {list(REWARDS)}")
+    options = RewardOptions(flow=flow, motion_bins=motion_bins)
     components: dict[str, Reward] = {}
     for name, weight in weights.items():
-        if weight <= 0:
-            continue
-        if name == "motion":
-            from motionedit.rewards.motion import MotionReward
-
-            metrics = config["metrics"]
-            reward_cfg = dict(metrics["motion_reward"])
-            if motion_bins is not None:
-                reward_cfg["bins"] = motion_bins
-            components[name] = MotionReward(config["flow"], reward_cfg, metrics["mas"], flow=flow)
-        elif name == "appearance":
-            from motionedit.rewards.appearance import AppearanceReward
-
-            components[name] = AppearanceReward(config["rewards"]["appearance"]["scale"])
-        elif name == "gemini":
-            import logging
-
-            from motionedit.rewards.gemini import GeminiReward
-
-            components[name] = GeminiReward(
-                config["rewards"]["gemini"], config["mllm"], logging.getLogger(__name__)
-            )
-        else:
-            from motionedit.rewards.mllm import MLLMReward
-
-            components[name] = MLLMReward(config["rewards"]["mllm"])
+        if weight > 0:
+            module, _, factory = REWARDS[name].partition(":")
+            components[name] = getattr(importlib.import_module(module), factory)(config, options)
     return RewardMix(components, weights)
 
 
-__all__ = ["NAMES", "Reward", "RewardMix", "Scores", "make_rewards"]
+__all__ = ["NAMES", "REWARDS", "Reward", "RewardMix", "RewardOptions", "Scores", "make_rewards"]

@@ -10,11 +10,14 @@ right place with the background and identity kept. 1 means identical, 0 an error
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.nn.functional as F
 
 from motionedit.metrics.edit_score import as_rgb_tensor
+
+if TYPE_CHECKING:
+    from motionedit.rewards import RewardOptions
 
 
 class AppearanceReward:
@@ -40,3 +43,8 @@ class AppearanceReward:
             out.append(float(1.0 - min(error / self.scale, 1.0)))
         self.last_errors = [None] * len(out)
         return out
+
+
+def make_appearance_reward(config: dict[str, Any], options: RewardOptions) -> AppearanceReward:
+    """The reward at ``rewards.appearance.scale``."""
+    return AppearanceReward(config["rewards"]["appearance"]["scale"])

@@ -7,10 +7,13 @@ released scorer's (binned to six levels by default; see motionedit/metrics/motio
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from motionedit.flow import FlowEstimator, make_flow
 from motionedit.metrics import score_edits
+
+if TYPE_CHECKING:
+    from motionedit.rewards import RewardOptions
 
 
 class MotionReward:
@@ -35,3 +38,12 @@ class MotionReward:
         self.last_errors = [None] * len(rows)
         self.last_mas = [float(r["mas"]) for r in rows]
         return [float(r["reward"]) for r in rows]
+
+
+def make_motion_reward(config: dict[str, Any], options: RewardOptions) -> MotionReward:
+    """The reward from ``flow:`` and ``metrics:``, with the run's bins and shared flow."""
+    metrics = config["metrics"]
+    reward_cfg = dict(metrics["motion_reward"])
+    if options.motion_bins is not None:
+        reward_cfg["bins"] = options.motion_bins
+    return MotionReward(config["flow"], reward_cfg, metrics["mas"], flow=options.flow)
