@@ -20,8 +20,7 @@ imports only the rewards it weighs (the MLLM clients and the flow backends pull 
 own dependencies). A factory takes the validated config and the run's
 :class:`RewardOptions` and returns the component. A new reward is its module with such a
 factory, one line in :data:`REWARDS`, and its name in the schema's ``train`` run
-``rewards`` (tests/test_registries.py checks the two agree). The two MLLM rewards' factories
-are in motionedit/rewards/judged.py; their clients take only their own config sections.
+``rewards`` (tests/test_registries.py checks the two agree).
 """
 
 from __future__ import annotations
@@ -35,8 +34,8 @@ import torch
 #: Every reward by name: its factory, ``(config, options) -> Reward``, as "module:function".
 REWARDS: dict[str, str] = {
     "motion": "motionedit.rewards.motion:make_motion_reward",
-    "mllm": "motionedit.rewards.judged:make_mllm_reward",
-    "gemini": "motionedit.rewards.judged:make_gemini_reward",
+    "mllm": "motionedit.rewards.mllm:make_mllm_reward",
+    "gemini": "motionedit.rewards.gemini:make_gemini_reward",
     "appearance": "motionedit.rewards.appearance:make_appearance_reward",
 }
 NAMES = tuple(REWARDS)

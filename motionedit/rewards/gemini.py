@@ -71,3 +71,8 @@ class GeminiReward:
         replies = self.caller.run(requests, "gemini reward")
         self.last_errors = [r.error for r in replies]
         return [None if r.error else r.parsed["score"] / 5.0 for r in replies]
+
+
+def make_gemini_reward(config: dict[str, Any], options: Any) -> GeminiReward:
+    """The registry's factory: the reward at ``rewards.gemini`` over the call layer at ``mllm``."""
+    return GeminiReward(config["rewards"]["gemini"], config["mllm"], logging.getLogger(__name__))

@@ -246,3 +246,8 @@ class MLLMReward:
             log.warning("mllm reward: %d of %d items without a reward (first: %s)",
                         len(failed), n, failed[0])  # fmt: skip
         return rewards
+
+
+def make_mllm_reward(config: dict[str, Any], options: Any) -> MLLMReward:
+    """The registry's factory (motionedit/rewards/__init__.py): the reward at ``rewards.mllm``."""
+    return MLLMReward(config["rewards"]["mllm"])
