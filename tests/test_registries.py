@@ -1,4 +1,4 @@
-"""The registries of editor kinds, rewards and metrics agree with the schema and resolve.
+"""The registries of source kinds, editor kinds, rewards and metrics agree with the schema and resolve.
 
 The schema validates a config before any job runs, so a kind, reward or metric that is
 registered but missing from its enum could never be configured, and one in the enum but
@@ -22,6 +22,7 @@ from motionedit.config import SCHEMA_PATH
 from motionedit.evaluate.metrics import HEADLINES, TABLE1
 from motionedit.models import EDITOR_KINDS, INFERENCE_DEFAULTS, ModelError, editor_settings
 from motionedit.rewards import REWARDS
+from motionedit.sources import KINDS, SHARD_COUNTERS
 
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 
@@ -39,6 +40,11 @@ def test_editor_kinds_are_the_schema_enum():
 def test_train_run_rewards_are_the_registry():
     properties = SCHEMA["$defs"]["train_run"]["properties"]["rewards"]["properties"]
     assert sorted(properties) == sorted(REWARDS)
+
+
+def test_source_kinds_are_the_schema_enum():
+    enum = SCHEMA["$defs"]["source"]["properties"]["kind"]["enum"]
+    assert sorted(enum) == sorted(KINDS) and set(SHARD_COUNTERS) <= set(KINDS)
 
 
 def test_win_rate_bases_are_auto_and_the_metrics_headlines():

@@ -3,6 +3,10 @@
 ``estimate(images0, images1) -> flows``: images are uint8 RGB arrays [B, H, W, 3] (or lists
 of [H, W, 3] of one size), flows are float32 [B, H, W, 2] in pixels, x then y, such that
 ``images0[b, y, x]`` moves to ``(x + flow[..., 0], y + flow[..., 1])`` in ``images1[b]``.
+
+What lives here: :func:`make_flow` (the backend a config names), ``dis.py`` (OpenCV DIS, the
+CPU default) and ``unimatch.py`` (UniMatch, the paper's flow, with its checkpoint). This
+module imports numpy only: the DAG build reads the checkpoint's name from it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,12 @@
-"""Judging candidate pairs and rewriting their summaries into instructions."""
+"""Judging candidate pairs and rewriting their summaries into instructions.
+
+What lives here: ``base.py`` (the Judge and Rewriter interfaces, PairInput, Verdict);
+``offline.py`` and ``offline_rewriter.py`` (the deterministic backends of the default);
+``gemini_judge.py``, ``gemini_rewriter.py`` and ``prompts.py`` (the MLLM backends, clients
+of motionedit/mllm, and their prompts and answer schemas); ``stage.py`` (the judge and
+rewrite stages over one shard's tables). Backends are chosen by ``judge.backend`` and
+``rewrite.backend`` in :func:`make_judge` and :func:`make_rewriter` below.
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,10 @@ reach every later rule. A kind module provides::
 
 ``fetch_shard`` never raises for one bad video: it returns a ``FetchedVideo`` with ``error``
 set, so the manifest keeps a row for it and the run goes on.
+
+A new kind is its module plus one line in :data:`KINDS` and its name in the schema's
+``source.kind`` enum. Its ``shard_count`` reads the config only and the module that holds it
+imports no imaging stack (see :data:`SHARD_COUNTERS`), because it runs at every DAG build.
 """
 
 from __future__ import annotations
