@@ -1,4 +1,4 @@
-"""The registries of source kinds, editor kinds, rewards and metrics agree with the schema and resolve.
+"""The registries of sources, editors, rewards and metrics agree with the schema and resolve.
 
 The schema validates a config before any job runs, so a kind, reward or metric that is
 registered but missing from its enum could never be configured, and one in the enum but
