@@ -53,7 +53,7 @@ from motionedit.flow import make_flow  # noqa: E402
 from motionedit.metrics import score_edits  # noqa: E402
 from motionedit.metrics.pixels import bootstrap_ci  # noqa: E402
 from motionedit.models import editor_settings, load_editor  # noqa: E402
-from motionedit.sft import load_pairs  # noqa: E402
+from motionedit.training import load_pairs  # noqa: E402
 
 
 def model_mas(workdir: Path, model: str) -> pd.Series:

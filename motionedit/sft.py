@@ -19,8 +19,6 @@ settings continues from there and ends with the same weights as an uninterrupted
 from __future__ import annotations
 
 import csv
-import functools
-import hashlib
 import json
 import logging
 import math
@@ -28,98 +26,29 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from motionedit.images import image_from_cell, resize
 from motionedit.models import EditorAdapter, ModelError, load_editor
 from motionedit.runlog import progress
+from motionedit.training import (
+    BucketSampler,
+    Checkpoints,
+    Pair,
+    batches_by_size,
+    load_pairs,
+    no_pairs_error,
+    rng_state,
+    sample_sigmas,
+    set_rng_state,
+    settings_digest,
+)
 
 LOG_COLUMNS = ["stage", "step", "loss", "lr", "seconds"]
-STATE_FILE = "state.pt"
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One training triplet; the frames stay encoded (PNG bytes or a path) until used.
-
-    A full-resolution train split decoded at once would not fit in memory; decoded frames
-    are kept in a bounded cache instead, which holds the whole split of a small run.
-    """
-
-    id: str
-    prompt: str
-    input_cell: Any
-    target_cell: Any
-    root: Path
-
-    @property
-    def input(self) -> Image.Image:
-        return _decoded(self, "input_cell")
-
-    @property
-    def target(self) -> Image.Image:
-        return _decoded(self, "target_cell")
-
-    def __hash__(self) -> int:
-        return hash((self.root, self.id))
-
-
-@functools.lru_cache(maxsize=2048)
-def _decoded(pair: Pair, which: str) -> Image.Image:
-    return image_from_cell(getattr(pair, which), pair.root)
-
-
-def video_part(video_id: str, parts: int) -> int:
-    """The part (1..parts) a video belongs to: a hash of its id alone, so a video keeps its
-    part whatever else is mined."""
-    return int(hashlib.sha1(f"part:{video_id}".encode()).hexdigest(), 16) % parts + 1
-
-
-def load_pairs(table: str | Path, videos: dict[str, int] | None = None) -> list[Pair]:
-    """The (input, instruction, target) triplets of a dataset split, in id order; with
-    ``videos`` ({part, of}) only the pairs of the videos in that part."""
-    df = pd.read_parquet(table).sort_values("id")
-    if videos:
-        part = df["video_id"].map(lambda v: video_part(str(v), videos["of"]))
-        df = df[part == videos["part"]]
-    root = Path(table).parent
-    return [Pair(r.id, r.prompt, r.input_image, r.target_image, root) for r in df.itertuples()]
-
-
-def no_pairs_error(section: str, name: str, run: dict[str, Any], table: str | Path) -> ModelError:
-    """The error for a run left without pairs, naming the key to change: an empty part of
-    the videos wants fewer parts, an empty split wants more mining."""
-    if run.get("videos"):
-        return ModelError(
-            f"{section}.{name}.videos: part {run['videos']['part']} of {run['videos']['of']} "
-            f"of {table} has no pairs; use fewer parts or mine more videos"
-        )
-    return ModelError(f"{section}.{name}: the train split {table} is empty; mine more videos")
-
-
-def sample_sigmas(
-    n: int, mode: str, generator: torch.Generator, one_fraction: float = 0.0
-) -> torch.Tensor:
-    """Training noise levels: logit-normal (mass mid-way, as SD3/FLUX train) or uniform.
-
-    ``one_fraction`` of them are set to 1, the level a one-step sampler starts from: an
-    editor meant to edit in very few steps is trained hardest where it will be used.
-    """
-    if mode == "uniform":
-        sigma = torch.rand(n, generator=generator)
-    else:
-        sigma = torch.sigmoid(torch.randn(n, generator=generator))
-    if one_fraction > 0:
-        sigma = torch.where(torch.rand(n, generator=generator) < one_fraction, 1.0, sigma)
-    return sigma
 
 
 def flow_matching_loss(
@@ -148,38 +77,6 @@ def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
-def settings_digest(run: dict[str, Any], editor: dict[str, Any], pairs: list[Pair]) -> str:
-    """What a checkpoint must match to be resumed from: settings and the training ids."""
-    payload = json.dumps(
-        {"run": run, "editor": editor, "ids": [p.id for p in pairs]}, sort_keys=True, default=str
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-class BucketSampler:
-    """Seeded batches that never mix image sizes (each bucket is one edit size).
-
-    Its whole state is one ``numpy`` generator, saved in checkpoints, so a resumed run
-    draws the same batches the uninterrupted run would have.
-    """
-
-    def __init__(self, buckets: dict[tuple[int, int], list[int]], batch_size: int, seed: int):
-        self.buckets = {k: v for k, v in sorted(buckets.items())}
-        self.keys = list(self.buckets)
-        self.weights = np.array([len(v) for v in self.buckets.values()], dtype=float)
-        self.weights /= self.weights.sum()
-        self.batch_size = batch_size
-        self.rng = np.random.default_rng(seed)
-
-    def next(self) -> tuple[tuple[int, int], list[int]]:
-        key = self.keys[int(self.rng.choice(len(self.keys), p=self.weights))]
-        members = self.buckets[key]
-        take = self.rng.choice(
-            len(members), size=self.batch_size, replace=len(members) < self.batch_size
-        )
-        return key, [members[int(i)] for i in take]
-
-
 def _trainable(adapter: EditorAdapter, from_scratch: bool) -> list[torch.nn.Module]:
     pipe = adapter.pipe
     if from_scratch:
@@ -201,50 +98,14 @@ def _load_trainable_state(modules: list[torch.nn.Module], states: list[dict]) ->
                 params[name].copy_(value)
 
 
-class Checkpoints:
-    """The resumable state of one run, written atomically (a kill leaves the last one whole)."""
-
-    def __init__(self, directory: Path, digest: str):
-        self.dir = directory
-        self.digest = digest
-
-    def load(self) -> dict[str, Any] | None:
-        path = self.dir / STATE_FILE
-        if not path.is_file():
-            return None
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("digest") != self.digest:
-            return None
-        return state
-
-    def save(self, state: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / (STATE_FILE + ".tmp")
-        torch.save({**state, "digest": self.digest}, tmp)
-        tmp.replace(self.dir / STATE_FILE)
-
-
-def _rng_state(generator: torch.Generator, sampler: BucketSampler) -> dict[str, Any]:
+def _rng_streams(generator: torch.Generator, sampler: BucketSampler) -> dict[str, Any]:
+    """The run's random generators by the names its checkpoints give them."""
     return {
-        "torch": generator.get_state(),
-        "numpy": sampler.rng.bit_generator.state,
-        "python": random.getstate(),
-        "torch_global": torch.get_rng_state(),
+        "torch": generator,
+        "numpy": sampler.rng,
+        "python": random,
+        "torch_global": torch.default_generator,
     }
-
-
-def _set_rng_state(state: dict[str, Any], generator: torch.Generator, sampler: BucketSampler):
-    generator.set_state(state["torch"])
-    sampler.rng.bit_generator.state = state["numpy"]
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch_global"])
-
-
-def batches_by_size(adapter: EditorAdapter, pairs: list[Pair]) -> dict[tuple[int, int], list[int]]:
-    buckets: dict[tuple[int, int], list[int]] = {}
-    for i, p in enumerate(pairs):
-        buckets.setdefault(adapter.edit_size(p.input), []).append(i)
-    return buckets
 
 
 def train_flow_matching(
@@ -277,7 +138,7 @@ def train_flow_matching(
         _load_trainable_state(modules, state["weights"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
-        _set_rng_state(state["rng"], generator, sampler)
+        set_rng_state(state["rng"], _rng_streams(generator, sampler))
         ema = state["ema"]
         log_rows[:] = state["log"]
         start = state["step"]
@@ -291,7 +152,7 @@ def train_flow_matching(
                 "weights": _trainable_state(modules),
                 "optimiser": optimiser.state_dict(),
                 "schedule": schedule.state_dict(),
-                "rng": _rng_state(generator, sampler),
+                "rng": rng_state(_rng_streams(generator, sampler)),
                 "ema": ema,
                 "log": list(log_rows),
                 **(extra_state or {}),
@@ -421,30 +282,26 @@ def _scratch_editor(
     logger: logging.Logger,
 ) -> EditorAdapter:
     """Build the tiny editor from its configs and train it: autoencoder, then the rest."""
-    from motionedit.models import place
-    from motionedit.models.flux_kontext import TinyKontextAdapter
-    from motionedit.models.tiny import TINY_ARCHITECTURE, build_tiny_pipeline, train_autoencoder
+    from motionedit.models.tiny import (
+        build_tiny_editor,
+        load_vae_state,
+        train_editor_autoencoder,
+        vae_state,
+    )
 
     if editor["kind"] != "tiny":
         raise ModelError(
             f"sft.{name}.from_scratch: only a `tiny` editor can be trained from scratch "
             f"(editors.{editor['name']} is {editor['kind']}); use a LoRA run instead"
         )
-    pipe = build_tiny_pipeline(TINY_ARCHITECTURE, sorted({p.prompt for p in pairs}), run["seed"])
-    place(pipe, editor)
-    adapter = TinyKontextAdapter(pipe, editor)
+    adapter = build_tiny_editor(editor, (p.prompt for p in pairs), run["seed"])
+    vae = adapter.pipe.vae
     state = checkpoints.load()
     if state is not None and "vae" in state:
-        pipe.vae.load_state_dict(state["vae"])
-        pipe.vae.register_to_config(**state["vae_config"])
+        load_vae_state(vae, state)
         log_rows[:] = [r for r in state["log"] if r["stage"] == "vae"]
         logger.info("vae: loaded from the checkpoint")
     else:
-        images = [
-            np.asarray(resize(im, adapter.edit_size(im)))
-            for p in pairs
-            for im in (p.input, p.target)
-        ]
         vae_cfg = run["vae"]
         bar = tqdm(total=vae_cfg["steps"], desc="sft vae", disable=None, mininterval=1.0)
         t0 = [time.perf_counter()]
@@ -463,9 +320,9 @@ def _scratch_editor(
             t0[0] = now
             bar.update()
 
-        metrics = train_autoencoder(
-            pipe.vae,
-            images,
+        metrics = train_editor_autoencoder(
+            adapter,
+            (im for p in pairs for im in (p.input, p.target)),
             vae_cfg["steps"],
             vae_cfg["batch_size"],
             vae_cfg["lr"],
@@ -474,20 +331,10 @@ def _scratch_editor(
         )
         bar.close()
         logger.info("vae: %s", metrics)
-        checkpoints.save({"stage": "vae", "step": 0, "log": list(log_rows), **_vae_state(pipe.vae)})
-    pipe.vae.requires_grad_(False)
-    pipe.vae.eval()
+        checkpoints.save({"stage": "vae", "step": 0, "log": list(log_rows), **vae_state(vae)})
+    vae.requires_grad_(False)
+    vae.eval()
     train_flow_matching(
-        adapter, pairs, run, checkpoints, log_rows, logger, extra_state=_vae_state(pipe.vae)
+        adapter, pairs, run, checkpoints, log_rows, logger, extra_state=vae_state(vae)
     )
     return adapter
-
-
-def _vae_state(vae: torch.nn.Module) -> dict[str, Any]:
-    return {
-        "vae": {k: v.detach().clone() for k, v in vae.state_dict().items()},
-        "vae_config": {
-            "scaling_factor": float(vae.config.scaling_factor),
-            "shift_factor": float(vae.config.shift_factor),
-        },
-    }

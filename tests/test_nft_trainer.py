@@ -19,7 +19,7 @@ from motionedit.config import validate_config
 from motionedit.models import editor_settings, load_editor
 from motionedit.models.base import LORA_WEIGHT_NAME
 from motionedit.nft.trainer import METRIC_COLUMNS, loss_noise, run_motionnft
-from motionedit.sft import STATE_FILE
+from motionedit.training import STATE_FILE
 
 LOG = logging.getLogger("test-nft")
 
@@ -170,7 +170,7 @@ def test_the_curve_scores_the_edits_the_benchmark_would_make(setup, tmp_path):
     from motionedit.config import evaluation_flow
     from motionedit.flow import make_flow
     from motionedit.metrics import score_edits
-    from motionedit.sft import load_pairs
+    from motionedit.training import load_pairs
 
     _, _, bench, config = setup
     run(setup, tmp_path / "out", tmp_path / "state", steps=3, eval_every=3)

@@ -18,7 +18,8 @@ from test_inference import make_bench
 from motionedit.config import validate_config
 from motionedit.models import ModelError, editor_settings, load_editor
 from motionedit.models.base import LORA_WEIGHT_NAME
-from motionedit.sft import STATE_FILE, _lr_lambda, load_pairs, run_sft, sample_sigmas, video_part
+from motionedit.sft import _lr_lambda, run_sft
+from motionedit.training import STATE_FILE, load_pairs, sample_sigmas, video_part
 
 LOG = logging.getLogger("test")
 

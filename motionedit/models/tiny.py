@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from diffusers import (
     FluxKontextPipeline,
     FluxTransformer2DModel,
 )
+from PIL import Image
 from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
 from transformers import (
@@ -48,6 +49,9 @@ from transformers import (
     T5Config,
     T5EncoderModel,
 )
+
+from motionedit.images import resize
+from motionedit.models.flux_kontext import TinyKontextAdapter
 
 PAD_TOKEN = "[PAD]"
 EOS_TOKEN = "[EOS]"
@@ -443,3 +447,50 @@ def train_autoencoder(
         "latent_std": std,
         "seconds": time.perf_counter() - start,
     }
+
+
+def build_tiny_editor(
+    settings: dict[str, Any], prompts: Iterable[str], seed: int
+) -> TinyKontextAdapter:
+    """A randomly initialised tiny editor for ``prompts``, placed as ``settings`` say.
+
+    The tokenizers' vocabulary is the prompts' words; any other word reads as unknown.
+    """
+    from motionedit.models import place
+
+    pipe = build_tiny_pipeline(TINY_ARCHITECTURE, sorted(set(prompts)), seed)
+    place(pipe, settings)
+    return TinyKontextAdapter(pipe, settings)
+
+
+def train_editor_autoencoder(
+    adapter: TinyKontextAdapter,
+    frames: Iterable[Image.Image],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    progress: Callable[[int, float], None] | None = None,
+) -> dict[str, float]:
+    """Train the editor's VAE (:func:`train_autoencoder`) on ``frames`` at its edit size."""
+    images = [np.asarray(resize(im, adapter.edit_size(im))) for im in frames]
+    return train_autoencoder(
+        adapter.pipe.vae, images, steps, batch_size, lr, seed, progress=progress
+    )
+
+
+def vae_state(vae: AutoencoderKL) -> dict[str, Any]:
+    """A trained VAE as checkpoint entries: its weights and the latent scaling it learned."""
+    return {
+        "vae": {k: v.detach().clone() for k, v in vae.state_dict().items()},
+        "vae_config": {
+            "scaling_factor": float(vae.config.scaling_factor),
+            "shift_factor": float(vae.config.shift_factor),
+        },
+    }
+
+
+def load_vae_state(vae: AutoencoderKL, state: dict[str, Any]) -> None:
+    """Restore a VAE from the entries :func:`vae_state` made."""
+    vae.load_state_dict(state["vae"])
+    vae.register_to_config(**state["vae_config"])

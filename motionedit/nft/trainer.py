@@ -52,14 +52,16 @@ from motionedit.nft.objective import (
 )
 from motionedit.rewards import RewardMix, make_rewards
 from motionedit.runlog import progress
-from motionedit.sft import (
+from motionedit.training import (
     BucketSampler,
     Checkpoints,
     Pair,
     batches_by_size,
     load_pairs,
     no_pairs_error,
+    rng_state,
     sample_sigmas,
+    set_rng_state,
     settings_digest,
 )
 
@@ -184,21 +186,21 @@ class MotionNFT:
         self.step = 0
 
     # ------------------------------------------------------------------ state
-    def rng_state(self) -> dict[str, Any]:
+    def _rng_streams(self) -> dict[str, Any]:
+        """This process's random generators by the names its checkpoints give them."""
         return {
-            "sampler": self.sampler.rng.bit_generator.state,
-            "noise": self.noise_gen.get_state(),
-            "train": self.train_gen.get_state(),
-            "python": random.getstate(),
-            "torch": torch.get_rng_state(),
+            "sampler": self.sampler.rng,
+            "noise": self.noise_gen,
+            "train": self.train_gen,
+            "python": random,
+            "torch": torch.default_generator,
         }
 
+    def rng_state(self) -> dict[str, Any]:
+        return rng_state(self._rng_streams())
+
     def set_rng_state(self, rng: dict[str, Any]) -> None:
-        self.sampler.rng.bit_generator.state = rng["sampler"]
-        self.noise_gen.set_state(rng["noise"])
-        self.train_gen.set_state(rng["train"])
-        random.setstate(rng["python"])
-        torch.set_rng_state(rng["torch"])
+        set_rng_state(rng, self._rng_streams())
 
     def state(self) -> dict[str, Any]:
         return {
