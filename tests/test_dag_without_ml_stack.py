@@ -91,8 +91,16 @@ def test_the_blockers_block(without_ml_stack, tmp_path):
 def test_the_default_dag_builds_without_the_model_stack(without_ml_stack, tmp_path):
     proc = subprocess.run(
         [
-            SNAKEMAKE, "-n", "--cores", "2", "--snakefile", str(ROOT / "Snakefile"),
-            "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path),
+            SNAKEMAKE,
+            "-n",
+            "--cores",
+            "2",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--configfile",
+            str(ROOT / "config.yaml"),
+            "--directory",
+            str(tmp_path),
         ],  # fmt: skip
         env=without_ml_stack,
         capture_output=True,
