@@ -101,7 +101,7 @@ def test_the_default_dag_builds_without_the_model_stack(without_ml_stack, tmp_pa
             str(ROOT / "config.yaml"),
             "--directory",
             str(tmp_path),
-        ],  # fmt: skip
+        ],
         env=without_ml_stack,
         capture_output=True,
         text=True,

@@ -32,8 +32,12 @@ WEIGHTS = FIXTURES / "unimatch_random_weights.pth"
 # With random weights the network amplifies float32 rounding: the official implementation's
 # own output moves by up to 0.13 px (case 1) and 2.6 px (case 2) between CPU instruction sets
 # and thread counts. The reference flows were made with AVX2 kernels on 2 threads; under the
-# same settings the official code and ours agree with them bit for bit. The comparison
-# therefore runs in a fresh interpreter with those settings, made before torch loads.
+# same settings, on the CPU they were made on, the official code and ours agree with them bit
+# for bit. On other CPUs (AVX-512 ones among them) the AVX2 kernels still round differently
+# and the largest error reaches 0.5 px. The comparison runs in a fresh interpreter with those
+# settings, made before torch loads, and allows a few times the error seen on such a CPU
+# (largest 0.012 and 0.49 px, mean 0.0012 and 0.023 px); scaling a single weight tensor of
+# the network by 1.01 already moves the mean by 0.007 to 0.5 px in case 1.
 REFERENCE_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 REFERENCE_SCRIPT = """
 import json, sys
@@ -47,9 +51,11 @@ one = flow.estimate(d["image0"][None], d["image1"][None])[0].transpose(2, 0, 1)
 e = np.load(fx + "/case_batch2_128x192.npz")
 a, b = e["image0"], e["image1"]
 two = flow.estimate(np.stack([a, b]), np.stack([b, a])).transpose(0, 3, 1, 2)
+def errors(ours, ref):
+    return {"max": float(np.abs(ours - ref).max()), "mean": float(np.abs(ours - ref).mean())}
 print(json.dumps({
-    "case_96x128": float(np.abs(one - d["flow_final"]).max()),
-    "case_batch2_128x192": [float(np.abs(two[i] - e["flow_final_batch"][i]).max()) for i in (0, 1)],
+    "case_96x128": errors(one, d["flow_final"]),
+    "case_batch2_128x192": [errors(two[i], e["flow_final_batch"][i]) for i in (0, 1)],
     "mean_abs_flow": float(np.abs(e["flow_final_batch"]).mean()),
 }))
 """
@@ -101,11 +107,13 @@ def test_settings_match_the_reference_settings():
 
 
 def test_reproduces_reference_flow(reference_errors):
-    assert reference_errors["case_96x128"] < 1e-3
+    error = reference_errors["case_96x128"]
+    assert error["max"] < 0.1 and error["mean"] < 0.004, error
 
 
 def test_reproduces_reference_flow_for_a_batch_of_two(reference_errors):
-    assert max(reference_errors["case_batch2_128x192"]) < 1e-3
+    for error in reference_errors["case_batch2_128x192"]:
+        assert error["max"] < 1.5 and error["mean"] < 0.05, error
     # The flows are far from trivial: a wrong network would be off by pixels.
     assert reference_errors["mean_abs_flow"] > 1.0
 
@@ -114,7 +122,9 @@ def test_a_batch_computes_what_its_items_compute_alone(flow):
     d = np.load(FIXTURES / "case_batch2_128x192.npz")
     a, b = d["image0"], d["image1"]
     both = flow.estimate(np.stack([a, b]), np.stack([b, a]))
-    np.testing.assert_array_equal(flow.estimate(b[None], a[None])[0], both[1])
+    # Equal bit for bit where the matrix kernels do not depend on the batch size; AVX-512
+    # kernels round a batch of two differently, by up to 0.003 px here.
+    np.testing.assert_allclose(flow.estimate(b[None], a[None])[0], both[1], rtol=0, atol=0.01)
 
 
 def test_pads_right_and_bottom_to_32_and_crops_back(flow):
