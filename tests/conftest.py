@@ -17,6 +17,20 @@ def _offline_hub(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+#: What the Snakemake DAG build must not need: the model stack, OpenCV and pydantic.
+MODEL_STACK = ("torch", "diffusers", "transformers", "cv2", "pydantic")
+
+
+def unimportable(folder: Path, names: tuple[str, ...] = MODEL_STACK) -> Path:
+    """A folder of packages that raise ImportError when imported; put it first on
+    PYTHONPATH to run a process as if they were not installed."""
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        message = f"{name} is not installed"
+        (folder / name / "__init__.py").write_text(f"raise ImportError({message!r})\n")
+    return folder
+
+
 def ffmpeg(*args: str) -> None:
     subprocess.run([bundled_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *args], check=True)
 

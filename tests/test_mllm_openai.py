@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import MODEL_STACK, ROOT, unimportable
 from openai_stub import OpenAIStub, request_image_urls, request_texts
 from pydantic import BaseModel
 
@@ -164,21 +164,16 @@ def test_a_new_setting_leaves_the_keys_of_earlier_requests_alone():
     assert Request(parts=parts, settings=asked, prompt_version="v").key != plain.key
 
 
-BLOCKED = ("torch", "diffusers", "transformers", "cv2", "pydantic")
-
-
 def test_the_package_imports_without_heavy_libraries(tmp_path):
     """The Snakemake DAG build reads prices through motionedit.mllm: it must not need torch,
     cv2 or pydantic (nor the HTTP clients, which load with the callers)."""
-    for name in BLOCKED:
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
+    unimportable(tmp_path)
     script = (
         "import sys\n"
         "from motionedit.mllm import section_pricing, COST_COLUMNS, Request, Outcome\n"
         "import motionedit.mllm.usage\n"
         "import motionedit.retry_after\n"
-        "loaded = {'requests', 'google.genai', *" + repr(BLOCKED) + "} & set(sys.modules)\n"
+        "loaded = {'requests', 'google.genai', *" + repr(MODEL_STACK) + "} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
         "print(section_pricing({'backend': 'none'}, {}))\n"
     )

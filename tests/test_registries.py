@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, unimportable
 
 from motionedit.config import SCHEMA_PATH
 from motionedit.evaluate.metrics import HEADLINES, TABLE1
@@ -82,9 +82,7 @@ def test_metrics_declare_table1_once_in_the_papers_order():
 
 def test_the_editor_registry_reads_without_torch(tmp_path: Path):
     """The Snakemake DAG build reads editor settings where none of these may import."""
-    for name in ("torch", "diffusers", "transformers", "cv2", "pydantic"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('no {name} here')\n")
+    unimportable(tmp_path)
     code = (
         "from motionedit.models import editor_settings, ModelError\n"
         "import json\n"
