@@ -116,13 +116,20 @@ class OneNodeSlurm:
             self._remember("munged")
         for daemon in ("slurmctld", "slurmd"):
             subprocess.run([f"/usr/sbin/{daemon}"], check=True)
-            self._remember(daemon)
+            self._remember(daemon, self.state / f"{daemon}.pid")
 
-    def _remember(self, name: str) -> None:
+    def _remember(self, name: str, pid_file: Path | None = None) -> None:
+        """The daemon's pid, from its pid file when it writes one: the Slurm daemons fork
+        after they start, so the newest process of that name can be the parent that is
+        about to exit, and the daemon itself would outlive the test."""
         for _ in range(50):
-            out = subprocess.run(["pgrep", "-nx", name], capture_output=True, text=True)
-            if out.stdout.strip():
-                self.started.append(int(out.stdout.split()[0]))
+            if pid_file is not None:
+                text = pid_file.read_text().strip() if pid_file.is_file() else ""
+            else:
+                out = subprocess.run(["pgrep", "-nx", name], capture_output=True, text=True)
+                text = out.stdout.strip()
+            if text:
+                self.started.append(int(text.split()[0]))
                 return
             time.sleep(0.1)
         raise RuntimeError(f"{name} did not start; see {self.state}")
