@@ -5,6 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)  # motionedit/ without installing it
 
+# Only modules free of torch, diffusers, transformers, OpenCV and pydantic are imported
+# here: the DAG is built where the model stack may be missing (docs/architecture.md).
 from motionedit.config import evaluation_flow, validate_config
 from motionedit.flow import UNIMATCH_CHECKPOINT_NAME
 from motionedit.mllm import section_pricing
