@@ -151,17 +151,6 @@ class FluxKontextAdapter(EditorAdapter):
         return out.images
 
 
-class TinyKontextAdapter(FluxKontextAdapter):
-    """The tiny FLUX-Kontext editor trained here from scratch (see motionedit.models.tiny)."""
-
-    kind = "tiny"
-
-
 def load_flux_kontext(settings: dict[str, Any]) -> FluxKontextAdapter:
     """The adapter for a ``flux-kontext`` editor, its pipeline loaded and placed."""
     return FluxKontextAdapter(load_pipeline(FluxKontextPipeline, settings), settings)
-
-
-def load_tiny(settings: dict[str, Any]) -> TinyKontextAdapter:
-    """The adapter for a ``tiny`` editor: a Kontext pipeline folder the ``sft`` rule wrote."""
-    return TinyKontextAdapter(load_pipeline(FluxKontextPipeline, settings), settings)

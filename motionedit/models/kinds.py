@@ -78,7 +78,7 @@ EDITOR_KINDS: dict[str, EditorKind] = {
         # trained with sigma_one_fraction 0.5; config.yaml's flow-trained editor sets 2.
         EditorKind(
             "tiny",
-            "motionedit.models.flux_kontext:load_tiny",
+            "motionedit.models.tiny:load_tiny",
             {"steps": 1, "guidance_scale": 1.0, "true_cfg_scale": 1.0},
             max_area=32 * 32,
             max_sequence_length=16,

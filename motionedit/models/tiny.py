@@ -51,7 +51,8 @@ from transformers import (
 )
 
 from motionedit.images import resize
-from motionedit.models.flux_kontext import TinyKontextAdapter
+from motionedit.models.flux_kontext import FluxKontextAdapter
+from motionedit.models.loading import load_pipeline, place
 
 PAD_TOKEN = "[PAD]"
 EOS_TOKEN = "[EOS]"
@@ -449,6 +450,17 @@ def train_autoencoder(
     }
 
 
+class TinyKontextAdapter(FluxKontextAdapter):
+    """The tiny editor: the Kontext adapter over a pipeline built by this module."""
+
+    kind = "tiny"
+
+
+def load_tiny(settings: dict[str, Any]) -> TinyKontextAdapter:
+    """The adapter for a ``tiny`` editor: a Kontext pipeline folder the ``sft`` rule wrote."""
+    return TinyKontextAdapter(load_pipeline(FluxKontextPipeline, settings), settings)
+
+
 def build_tiny_editor(
     settings: dict[str, Any], prompts: Iterable[str], seed: int
 ) -> TinyKontextAdapter:
@@ -456,8 +468,6 @@ def build_tiny_editor(
 
     The tokenizers' vocabulary is the prompts' words; any other word reads as unknown.
     """
-    from motionedit.models import place
-
     pipe = build_tiny_pipeline(TINY_ARCHITECTURE, sorted(set(prompts)), seed)
     place(pipe, settings)
     return TinyKontextAdapter(pipe, settings)
