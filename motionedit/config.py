@@ -9,6 +9,7 @@ typo in a 200-line config is found in seconds.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,48 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{key_path(path)}: {error.message}"
 
 
+#: Values a config may hold once YAML aliases are expanded. A real config has a few
+#: thousand (a long list of hub files included); an alias "bomb" of a few lines has
+#: billions, and validating it would exhaust memory before any error is printed.
+MAX_CONFIG_VALUES = 200_000
+
+
+def check_values(config: Any, limit: int = MAX_CONFIG_VALUES) -> None:
+    """Refuse a config that expands past ``limit`` values or holds a NaN or infinity.
+
+    Runs before the schema: JSON Schema compares numbers with ``<`` and ``>``, which are
+    false for NaN, so ``.nan`` passes every range (a NaN threshold then keeps every pair);
+    and the validator walks the expanded tree, which is what an alias bomb blows up.
+    The walk counts shared (aliased) values each time they appear, as validation would.
+    """
+    seen = 0
+    bad: list[str] = []
+    stack: list[tuple[Any, tuple]] = [(config, ())]
+    while stack:
+        value, path = stack.pop()
+        seen += 1
+        if seen > limit:
+            while path and isinstance(path[-1], int):  # name the key, not a list position
+                path = path[:-1]
+            raise ConfigError(
+                f"{key_path(path)}: the configuration expands to more than {limit} values; "
+                "YAML aliases (*name) repeat their anchor's whole value each time they "
+                "appear, so a few nested aliases can expand to billions. Write the values out "
+                "or use fewer nested aliases"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            bad.append(f"{key_path(path)}: {value} is not a finite number; give a number")
+        elif isinstance(value, dict):
+            stack.extend((v, (*path, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(value))
+    if bad:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(sorted(bad)))
+
+
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
     """Validate ``config`` in place (defaults filled) and return it; raise ConfigError."""
+    check_values(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])

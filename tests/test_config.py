@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import yaml
 from conftest import ROOT
 
-from motionedit.config import ConfigError, layered, load_config, validate_config
+from motionedit.config import ConfigError, key_path, layered, load_config, validate_config
 
 
 def minimal(**extra):
@@ -35,7 +37,7 @@ def test_defaults_differ_per_source_kind():
     [
         (minimal(framez={}), "framez: unknown key(s) 'framez'"),
         (minimal(frames={"window_seconds": "3"}), "frames.window_seconds: '3' is not of type"),
-        (minimal(frames={"window_seconds": 0}), "frames.window_seconds: 0 is less than or equal"),
+        (minimal(frames={"window_seconds": 0}), "frames.window_seconds: 0 is less than the minimum"),
         (minimal(flow={"backend": "raft"}), "flow.backend: 'raft' is not one of"),
         (minimal(judge={"gemini": {"modle": "x"}}), "judge.gemini.modle: unknown key(s)"),
         (minimal(mllm={"api_key": "x"}), "mllm.api_key: unknown key(s) 'api_key'"),
@@ -104,3 +106,97 @@ def test_every_mistake_is_reported_at_once():
 def test_batch_mode_on_vertex_fails_at_start_with_what_to_use_instead():
     with pytest.raises(ConfigError, match="mllm.mode: batch .* Use mode: online with vertexai"):
         validate_config(minimal(mllm={"mode": "batch", "vertexai": True}))
+
+
+def _numeric_properties(node, path=""):
+    """(path, schema) of every number or integer property in the schema."""
+    if isinstance(node, dict):
+        kinds = node.get("type")
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        if {"number", "integer"} & set(kinds) and "enum" not in node:
+            yield path, node
+        for key, sub in node.items():
+            yield from _numeric_properties(sub, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, sub in enumerate(node):
+            yield from _numeric_properties(sub, f"{path}[{i}]")
+
+
+def test_every_number_in_the_schema_has_a_range():
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    unbounded = [
+        path
+        for path, node in _numeric_properties(schema)
+        if not ({"minimum", "exclusiveMinimum"} & set(node))
+        or not ({"maximum", "exclusiveMaximum"} & set(node))
+    ]
+    assert unbounded == []
+
+
+def _number_paths(value, path=()):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int | float):
+        yield path
+    elif isinstance(value, dict):
+        for key, sub in value.items():
+            yield from _number_paths(sub, (*path, key))
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            yield from _number_paths(sub, (*path, i))
+
+
+def _set(config, path, value):
+    for part in path[:-1]:
+        config = config[part]
+    config[path[-1]] = value
+
+
+def test_nan_or_infinity_anywhere_is_named_by_its_path():
+    """JSON Schema ranges let NaN through (every comparison with it is false); a NaN
+    threshold would keep every pair, so each number of the full config is tried."""
+    full = load_config(ROOT / "config.yaml")
+    paths = list(_number_paths(full))
+    assert len(paths) > 100  # the whole config, defaults included
+    for path in paths:
+        for bad in (float("nan"), float("inf")):
+            config = copy.deepcopy(full)
+            _set(config, path, bad)
+            with pytest.raises(ConfigError) as err:
+                validate_config(config)
+            assert f"{key_path(path)}: {bad} is not a finite number" in str(err.value)
+
+
+def test_nan_from_yaml_fails_before_the_schema(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sources: [{name: s, kind: synthetic}]\ndataset: {bench_fraction: .nan}\n")
+    with pytest.raises(ConfigError, match=r"dataset\.bench_fraction: nan is not a finite"):
+        load_config(path)
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it(tmp_path):
+    """Nine nested aliases of ten make 10**9 values; the check stops at its limit."""
+    anchors = ["&a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 9):
+        anchors.append(f"&a{level} [{anchors[-1]}" + f", *a{level - 1}" * 9 + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text(
+        f"sources:\n  - {{name: s, kind: huggingface, repo_id: a/b, files: {anchors[-1]}}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"^sources\[0\]\.files: the configuration expands"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"sources": [{"name": "s", "kind": "synthetic", "shards": 10**6}]}, "sources[0].shards"),
+        (minimal(frames={"stride_seconds": 1e-6}), "frames.stride_seconds: 1e-06 is less than"),
+        (minimal(frames={"max_windows_per_video": 10**6}), "frames.max_windows_per_video"),
+        (minimal(video={"max_pixels": 10**12}), "video.max_pixels"),
+    ],
+)
+def test_sizes_that_would_hang_or_exhaust_a_job_are_refused(config, message):
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    assert message in str(err.value)

@@ -105,8 +105,8 @@ def extract_archive(
     out_dir: str | Path,
     *,
     allow_patterns: Iterable[str] = ("*.mp4",),
-    max_member_bytes: int | None = 2_000_000_000,
-    max_total_bytes: int | None = None,
+    max_member_bytes: int | None = 500_000_000,
+    max_total_bytes: int | None = 20_000_000_000,
     report_unmatched: bool = True,
 ) -> list[MemberResult]:
     """Extract the allowed regular-file members of a tar/zip flat into ``out_dir``.

@@ -11,7 +11,8 @@ Configuration::
         - generated_videos_veo3_tar/veo3_videos_1.tar
         - generated_videos_veo3_tar/veo3_videos_2.tar
       allow_patterns: ["*.mp4"]        # default; members to extract (case-insensitive)
-      max_member_bytes: 2000000000     # default; larger members become error rows
+      max_member_bytes: 500000000      # default; larger members become error rows
+      max_total_bytes: 20000000000     # default; members past it become error rows
       cache_dir: null                  # default: the huggingface_hub cache (HF_HOME)
 
 The two corpora the MotionEdit paper mines, as their public dataset pages describe them:
@@ -50,8 +51,8 @@ DEFAULTS = {
     "repo_type": "dataset",
     "revision": "main",
     "allow_patterns": ["*.mp4"],
-    "max_member_bytes": 2_000_000_000,
-    "max_total_bytes": 200_000_000_000,
+    "max_member_bytes": 500_000_000,
+    "max_total_bytes": 20_000_000_000,
     "cache_dir": None,
 }
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
