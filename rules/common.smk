@@ -11,7 +11,7 @@ from motionedit.config import evaluation_flow, validate_config
 from motionedit.flow import UNIMATCH_CHECKPOINT_NAME
 from motionedit.mllm import section_pricing
 from motionedit.models import editor_settings
-from motionedit.sources import shard_names
+from motionedit.sources import shard_fingerprint, shard_names
 
 validate_config(config)
 

@@ -6,6 +6,14 @@ reach every later rule. A kind module provides::
     shard_count(source: dict) -> int
     fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]
 
+and, when a shard reads more than its config (a folder, a list file)::
+
+    shard_fingerprint(source: dict, shard: int) -> str
+
+a digest of what the shard would fetch, passed to the fetch rule as a parameter: Snakemake
+reruns a job whose parameters changed, so a video added to a folder or a line added to a
+list reruns only its own shard and what follows, not the whole corpus.
+
 ``fetch_shard`` never raises for one bad video: it returns a ``FetchedVideo`` with ``error``
 set, so the manifest keeps a row for it and the run goes on.
 
@@ -55,8 +63,27 @@ def shard_names(source: dict) -> list[str]:
     return [f"{i:04d}" for i in range(n)]
 
 
+def shard_fingerprint(source: dict, shard: str) -> str:
+    """What this shard's fetch reads besides its config, as a digest ("" when nothing).
+
+    Evaluated at every DAG build, for every shard: a kind that lists a folder or reads a
+    file caches the listing per source, so a 100,000-line list is read once, not per shard.
+    """
+    module = kind_module(source) if _known(source) not in SHARD_COUNTERS else None
+    fingerprint = getattr(module, "shard_fingerprint", None)
+    return fingerprint(source, int(shard)) if fingerprint else ""
+
+
 def fetch_shard(source: dict, shard: str, out_dir: Path) -> list[FetchedVideo]:
     return kind_module(source).fetch_shard(source, int(shard), Path(out_dir))
 
 
-__all__ = ["FetchedVideo", "KINDS", "SHARD_COUNTERS", "fetch_shard", "kind_module", "shard_names"]
+__all__ = [
+    "FetchedVideo",
+    "KINDS",
+    "SHARD_COUNTERS",
+    "fetch_shard",
+    "kind_module",
+    "shard_fingerprint",
+    "shard_names",
+]
