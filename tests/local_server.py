@@ -1,14 +1,17 @@
-"""An HTTP server on 127.0.0.1 for the network-boundary test doubles (Gemini, vLLM).
+"""HTTP servers on the loopback interface for the network-boundary test doubles.
 
-Subclasses implement ``_post`` (and ``_get``) on the standard library's request handler and
-answer with ``send_json``; the server runs in a background thread for the length of a
-``with`` block, on a free port.
+:class:`LocalJSONServer` (Gemini, vLLM): subclasses implement ``_post`` (and ``_get``) on
+the standard library's request handler and answer with ``send_json``; the server runs in a
+background thread for the length of a ``with`` block, on a free port. :func:`serve` runs any
+request handler the same way, on any loopback address (the download tests need two hosts).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -72,3 +75,31 @@ class LocalJSONServer:
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test)
+
+
+class QuietServer(ThreadingHTTPServer):
+    """Handler threads are daemons, so a handler still trickling bytes to a client that gave
+    up does not hold the test at shutdown; clients hanging up are expected, not printed."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+@contextmanager
+def serve(
+    handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", **attrs: Any
+) -> Iterator[QuietServer]:
+    """``handler`` served on ``host`` at a free port; ``attrs`` are set on the server (the
+    handler reads them as ``self.server.<name>``), and ``base`` is its ``http://`` origin."""
+    srv = QuietServer((host, 0), handler)
+    for name, value in attrs.items():
+        setattr(srv, name, value)
+    srv.base = f"http://{host}:{srv.server_address[1]}"  # type: ignore[attr-defined]
+    threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import threading
 import time
@@ -15,7 +16,13 @@ from conftest import make_video
 
 from motionedit.sources import shard_names
 from motionedit.sources.base import shard_of
-from motionedit.sources.url_list import fetch_shard, file_name, read_list, shard_count
+from motionedit.sources.url_list import (
+    fetch_shard,
+    file_name,
+    read_list,
+    shard_count,
+    video_key,
+)
 from motionedit.video import probe
 
 
@@ -27,6 +34,7 @@ class Handler(BaseHTTPRequestHandler):
         files: dict[str, bytes] = self.server.files  # type: ignore[attr-defined]
         path = unquote(urlsplit(self.path).path)
         self.server.hits.append(path)  # type: ignore[attr-defined]
+        self.server.seen.append((self.path, dict(self.headers)))  # type: ignore[attr-defined]
         if path.startswith("/slow/"):
             time.sleep(0.3)  # finishes last although listed first
         body = files.get(path)
@@ -47,7 +55,7 @@ def server(tmp_path):
         "/été/vidéo 1.mp4": b"unicode path",
         "/wrong.mp4": b"tampered bytes",
     }
-    srv.hits = []  # type: ignore[attr-defined]
+    srv.hits, srv.seen = [], []  # type: ignore[attr-defined]
     srv.base = f"http://127.0.0.1:{srv.server_address[1]}"  # type: ignore[attr-defined]
     threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
     yield srv
@@ -60,8 +68,9 @@ def _sha(data: bytes) -> str:
 
 
 def _source(list_path: Path, **extra) -> dict:
+    """A url_list source; the test servers are on 127.0.0.1, so private addresses are on."""
     base = {"name": "web", "kind": "url_list", "list": str(list_path), "backoff_s": 0.0,
-            "download_dir": str(list_path.parent / "downloads")}  # fmt: skip
+            "download_dir": str(list_path.parent / "downloads"), "allow_private": True}  # fmt: skip
     return base | extra
 
 
@@ -170,3 +179,54 @@ def test_a_rerun_reuses_finished_downloads(server, tmp_path):
         and Path(again[0].path).read_bytes() == server.files["/videos/clip.mp4"]
     )
     assert len(server.hits) == 1  # nothing fetched twice
+
+
+def test_private_addresses_are_refused_by_default(server, tmp_path):
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{server.base}/videos/clip.mp4\nhttp://169.254.169.254/latest/v.mp4\n")
+    source = _source(listing)
+    del source["allow_private"]  # the default
+    local, metadata = fetch_shard(source, 0, tmp_path / "out")
+    assert local.path is None and metadata.path is None and server.hits == []
+    assert local.error == (
+        "download failed: refused: 127.0.0.1, a loopback address; "
+        "set sources[name=web].allow_private: true to fetch from private networks"
+    )
+    assert "169.254.169.254, a link-local address" in metadata.error
+    assert fetch_shard(_source(listing, allow_private=False), 0, tmp_path / "o2")[0].error
+    assert fetch_shard(_source(listing), 0, tmp_path / "out")[0].error is None
+
+
+def test_video_keys_hide_secrets_and_stay_unique():
+    plain = "https://x.org/a/v.mp4"
+    assert video_key(plain) == plain
+    one = video_key("https://u:pw@x.org/a/v.mp4?token=one")
+    two = video_key("https://x.org/a/v.mp4?token=two")
+    assert one.startswith("https://x.org/a/v.mp4?token=REDACTED#") and len(one.split("#")[1]) == 8
+    assert one != two and two.startswith("https://x.org/a/v.mp4?token=REDACTED#")
+    assert video_key("https://x.org/a/v.mp4?token=two") == two  # stable
+
+
+def test_credentials_are_used_but_never_stored(server, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    b = server.base.replace("http://", "http://alice:s3cr3t-pw@")
+    good = f"{b}/videos/clip.mp4?token=SECRET-ONE&sig=SIG-VALUE"
+    same_file = f"{b}/videos/clip.mp4?token=SECRET-TWO"
+    missing = f"{b}/missing.mp4?token=SECRET-ONE"
+    (tmp_path / "urls.txt").write_text(f"{good}\n{same_file}\n{missing}\n{good}\n")
+    fetched = fetch_shard(_source(tmp_path / "urls.txt", retries=0), 0, tmp_path / "out")
+
+    assert [v.error is None for v in fetched] == [True, True, False]
+    assert "HTTP 404" in fetched[2].error
+    headers = dict(server.seen)["/videos/clip.mp4?token=SECRET-ONE&sig=SIG-VALUE"]
+    assert headers["Authorization"] == "Basic YWxpY2U6czNjcjN0LXB3"  # alice:s3cr3t-pw
+    clean = f"{server.base}/videos/clip.mp4?token=REDACTED"
+    assert fetched[0].origin == clean + "&sig=REDACTED" and fetched[1].origin == clean
+    assert len({v.video_id for v in fetched}) == 3
+    assert fetched[0].video_id.startswith(f"web/{clean}&sig=REDACTED#")
+
+    stored = [str(field) for v in fetched for field in vars(v).values()]
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("repeats" in line for line in logged)
+    for secret in ("s3cr3t", "SECRET", "SIG-VALUE", "alice"):
+        assert not [text for text in stored + logged if secret in text], secret

@@ -44,7 +44,7 @@ def test_url_list_and_hub_sources_end_to_end(tmp_path):
         config = {
             "sources": [
                 {"name": "web", "kind": "url_list", "list": "urls.txt", "retries": 1,
-                 "backoff_s": 0.0},
+                 "backoff_s": 0.0, "allow_private": True},
                 {"name": "hub", "kind": "huggingface", "repo_id": REPO, "revision": COMMIT,
                  "files": ["shards/part-1.tar"]},
             ],

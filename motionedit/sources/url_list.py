@@ -10,6 +10,8 @@ Configuration::
       backoff_s: 1.0          # first retry delay, doubled each time (Retry-After wins)
       timeout_s: 60           # connect and per-read timeout
       max_bytes: 2000000000   # refuse anything larger
+      deadline_s: 3600        # wall-clock limit per file, all retries included
+      allow_private: false    # true: allow loopback/private/link-local hosts (intranet mirror)
       workers: 4              # parallel downloads inside one shard job
       download_dir: results/cache/downloads   # kept across runs, see below
 
@@ -21,6 +23,12 @@ Files are downloaded into ``download_dir/<name>/`` and linked into the shard's o
 folder. Snakemake empties a job's outputs before running it, so keeping the downloads
 outside them is what lets a killed or forced fetch job resume a partial file (``.part``)
 and skip finished ones instead of fetching the whole shard again.
+
+The list is input from outside, so by default a URL (or a redirect) whose host resolves to a
+non-public address is an error row, not a request: otherwise a list could make the job read
+cloud metadata (169.254.169.254) or intranet services. Credentials in URLs (``user:pw@``,
+signed query strings) are used for the download but never stored: ids, origins, error
+messages and log lines carry :func:`~motionedit.download.redact_url`'s form.
 
 ``shard_count`` reads only the config (never the list), because it runs at every DAG build
 and the list can be long or not yet written. Downloads run in a small thread pool, but the
@@ -37,7 +45,14 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from motionedit.download import DownloadError, download, is_valid_sha256
+from motionedit.download import (
+    AddressPolicy,
+    DownloadError,
+    download,
+    is_valid_sha256,
+    redact_text,
+    redact_url,
+)
 from motionedit.sources.base import FetchedVideo, safe_filename, shard_of
 from motionedit.sources.local import place_file
 
@@ -50,6 +65,8 @@ DEFAULTS = {
     "timeout_s": 60.0,
     "max_bytes": 2_000_000_000,
     "workers": 4,
+    "deadline_s": 3600.0,
+    "allow_private": False,
     "download_dir": "results/cache/downloads",
 }
 
@@ -107,7 +124,7 @@ def read_list(source: dict) -> list[ListEntry]:
     unique = []
     for entry in entries:
         if entry.url in seen:
-            log.warning("%s: line %d repeats %s; ignored", rel, entry.line, entry.url)
+            log.warning("%s: line %d repeats %s; ignored", rel, entry.line, redact_url(entry.url))
             continue
         seen.add(entry.url)
         unique.append(entry)
@@ -166,6 +183,24 @@ def file_name(url: str) -> str:
     return safe_filename(f"{tag}/{segment}")
 
 
+def video_key(url: str) -> str:
+    """The part of a video id that names ``url``: the URL itself, or its redacted form.
+
+    Ids are stored, so they must not carry the URL's credentials; but two URLs that differ
+    only in a secret (``?token=a``, ``?token=b``) redact to the same string, and ids must
+    stay unique. A redacted URL therefore gets ``#`` and the first 8 hex digits of the full
+    URL's sha1. The suffix depends on the URL alone, not on which other lines the list has,
+    so adding a line never renames an existing video (which would move it between splits).
+    URLs with nothing to redact keep their plain form. The hash is no more revealing than
+    the one in :func:`file_name`; it only helps an attacker who can already guess the
+    whole secret.
+    """
+    shown = redact_url(url)
+    if shown == url:
+        return url
+    return f"{shown}#{hashlib.sha1(url.encode('utf-8')).hexdigest()[:8]}"
+
+
 def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
     """Download this shard's URLs into ``out_dir``; one row per URL, in list order."""
     cfg = _cfg(source)
@@ -177,9 +212,13 @@ def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
     out_dir.mkdir(parents=True, exist_ok=True)
     mine = [e for e in read_list(source) if shard_of(e.url, n_shards) == shard]
     cache = Path(cfg["download_dir"]) / name
+    policy = None
+    if cfg["allow_private"] is not True:
+        policy = AddressPolicy(setting=_key(source, "allow_private"))
 
     def one(entry: ListEntry) -> FetchedVideo:
-        video_id = f"{name}/{entry.url}"
+        video_id = f"{name}/{video_key(entry.url)}"
+        origin = redact_url(entry.url)
         try:
             result = download(
                 entry.url,
@@ -189,15 +228,17 @@ def fetch_shard(source: dict, shard: int, out_dir: Path) -> list[FetchedVideo]:
                 timeout_s=float(cfg["timeout_s"]),
                 max_bytes=int(cfg["max_bytes"]),
                 sha256=entry.sha256,
+                deadline_s=float(cfg["deadline_s"]),
+                policy=policy,
             )
             dest = out_dir / file_name(entry.url)
             place_file(result.path, dest)
         except DownloadError as exc:
-            return FetchedVideo(video_id, None, entry.url, f"download failed: {exc}")
+            return FetchedVideo(video_id, None, origin, f"download failed: {exc}")
         except Exception as exc:  # a full disk or a library bug must not sink the shard
-            reason = f"download failed: {type(exc).__name__}: {exc}"
-            return FetchedVideo(video_id, None, entry.url, reason)
-        return FetchedVideo(video_id, str(dest), entry.url)
+            reason = redact_text(f"download failed: {type(exc).__name__}: {exc}", entry.url)
+            return FetchedVideo(video_id, None, origin, reason)
+        return FetchedVideo(video_id, str(dest), origin)
 
     workers = max(1, int(cfg["workers"]))
     if workers == 1 or len(mine) <= 1:
