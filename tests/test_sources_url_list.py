@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from conftest import make_video
 
-from motionedit.sources import shard_names
+from motionedit.sources import shard_fingerprint, shard_names
 from motionedit.sources.base import shard_of
 from motionedit.sources.url_list import (
     fetch_shard,
@@ -230,3 +230,24 @@ def test_credentials_are_used_but_never_stored(server, tmp_path, caplog):
     assert any("repeats" in line for line in logged)
     for secret in ("s3cr3t", "SECRET", "SIG-VALUE", "alice"):
         assert not [text for text in stored + logged if secret in text], secret
+
+
+def test_a_new_line_changes_only_its_shards_fingerprint(tmp_path):
+    """The fetch rule takes the fingerprint as a parameter, so this is what reruns a shard."""
+    urls = [f"https://videos.example/clip-{i}.mp4" for i in range(12)]
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(u + "\n" for u in urls))
+    source = _source(listing, shards=4)
+    before = [shard_fingerprint(source, s) for s in range(4)]
+    assert len(set(before)) == 4
+
+    new = "https://videos.example/new.mp4"
+    listing.write_text("".join(u + "\n" for u in [*urls, new]))
+    after = [shard_fingerprint(source, s) for s in range(4)]
+    changed = [s for s in range(4) if after[s] != before[s]]
+    assert changed == [shard_of(new, 4)]
+
+
+def test_a_missing_list_is_named_when_the_dag_is_built(tmp_path):
+    with pytest.raises(ValueError, match=r"sources\[name=web\]\.list: file .* not found"):
+        shard_fingerprint(_source(tmp_path / "nope.txt"), 0)
