@@ -239,15 +239,16 @@ def test_exact_duplicates_share_a_split_for_every_seed():
     assert dup.groups() == {"s/v04": ["s/v04", "s/v13"]}
     assert dup.found == {"exact": 1, "near": 0, "frames": 0}
     apart = 0
-    for seed in range(200):
+    for seed in range(100):
         split = split_videos(pairs, 0.5, seed, dup.representative)
         assert split["s/v04"] == split["s/v13"]
         # 19 groups, 10 of them in the benchmark.
         assert sum(s == "bench" for s in split.values()) == (
             11 if split["s/v04"] == "bench" else 10
         )
-        apart += split_videos(pairs, 0.5, seed)["s/v04"] != split_videos(pairs, 0.5, seed)["s/v13"]
-    assert apart > 50  # by video id alone, about half of the seeds separate them
+        by_id = split_videos(pairs, 0.5, seed)
+        apart += by_id["s/v04"] != by_id["s/v13"]
+    assert apart > 25  # by video id alone, about half of the seeds separate them
 
 
 def test_shared_frame_bytes_join_videos_and_groups_are_stable(tmp_path):
