@@ -184,8 +184,13 @@ def _walk(base: Path, parts: list[str]):
                     continue
                 real = os.path.realpath(path)
             else:
-                try:
-                    mode = entry.stat(follow_symlinks=False).st_mode
+                try:  # the folder listing's file types; a stat call only for the odd ones
+                    if entry.is_dir(follow_symlinks=False):
+                        mode = stat.S_IFDIR
+                    elif entry.is_file(follow_symlinks=False):
+                        mode = stat.S_IFREG
+                    else:
+                        mode = entry.stat(follow_symlinks=False).st_mode
                 except OSError as exc:
                     if full:
                         yield *here, None, f"cannot read the file: {exc.strerror or exc}"
