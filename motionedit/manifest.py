@@ -3,6 +3,11 @@
 Every video the source named gets a row. A video that could not be fetched, decoded or
 used keeps its row with ``error`` set, so the dataset funnel can be counted from the files
 and a user can see why a particular video produced nothing.
+
+Each usable video also gets two identities that the dataset split uses to keep copies of
+one video out of different splits: ``sha256`` (the file's bytes: the same file under two
+names) and ``signature`` (a difference hash of three frames: the same footage re-encoded,
+rescaled or re-muxed, whose bytes all differ).
 """
 
 from __future__ import annotations
@@ -11,12 +16,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import av
+import cv2
+import numpy as np
 import pandas as pd
 
 from motionedit.download import sha256_of
 from motionedit.runlog import progress
 from motionedit.sources import fetch_shard
-from motionedit.video import VideoError, probe
+from motionedit.video import VideoError, VideoInfo, frame_at, plan_groups, probe
 
 COLUMNS = [
     "video_id",
@@ -33,8 +41,18 @@ COLUMNS = [
     "codec",
     "rotation",
     "keyframes_s",
+    "signature",
     "error",
 ]
+
+#: Where the signature's frames are taken, as fractions of the duration: away from the
+#: first and last moments, where fades, titles and trims make copies of a video differ.
+SIGNATURE_POINTS = (0.1, 0.5, 0.9)
+#: Thumbnail size of a difference hash: 9x8 cells give 8x8 = 64 left/right comparisons.
+DHASH_SIZE = (9, 8)
+#: A thumbnail whose cells span fewer grey levels than this is flat (black, a fade, a
+#: blank title card): its comparisons are noise, so it gets the empty hash.
+FLAT_RANGE = 3.0
 
 
 def check_usable(info, video_cfg: dict[str, Any]) -> str | None:
@@ -73,6 +91,102 @@ def probe_row(video_id: str, source: str, path: str, origin: str, video_cfg: dic
     return row
 
 
+def dhash(grey: np.ndarray) -> str:
+    """64-bit difference hash of a grey image as 16 hex digits, or "" for a flat image.
+
+    Each bit says whether a cell of a 9x8 area-averaged thumbnail is brighter than its
+    left neighbour. Area averaging removes what re-encoding and rescaling change (noise,
+    blocking, resolution), and comparing neighbours ignores brightness and contrast
+    shifts (a full-range re-encode, a levels filter), so copies of one frame land a few
+    bits apart while unrelated frames differ in about half of them.
+    """
+    thumb = cv2.resize(grey.astype(np.float32), DHASH_SIZE, interpolation=cv2.INTER_AREA)
+    if float(thumb.max() - thumb.min()) < FLAT_RANGE:
+        return ""
+    bits = (thumb[:, 1:] > thumb[:, :-1]).ravel()
+    return f"{int(np.packbits(bits).view('>u8')[0]):016x}"
+
+
+def _grey_frames(path: str | Path, info: VideoInfo, indices: list[int]) -> dict[int, np.ndarray]:
+    """Upright grey images of the given frames; the first frame at or after each index.
+
+    Decoding starts at the keyframe before each group of :func:`plan_groups`, so a
+    short-GOP video costs a few frames per point and a one-keyframe video one pass up to
+    the last point. Taking the first frame at or after an index (rather than requiring
+    it) tolerates streams whose timestamps skip a frame.
+    """
+    out: dict[int, np.ndarray] = {}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = stream.time_base
+        origin = stream.start_time or 0
+        for group in plan_groups(info, indices):
+            todo = [i for i in group if i not in out]
+            if not todo:
+                continue
+            start = origin + int(info.frame_time(todo[0]) / tb)
+            container.seek(start, stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                idx = int(round(float((frame.pts - origin) * tb) * info.fps))
+                if idx < todo[0]:
+                    continue
+                grey = np.rot90(frame.to_ndarray(format="gray"), (frame.rotation or 0) // 90)
+                while todo and todo[0] <= idx:
+                    out[todo.pop(0)] = grey
+                if not todo:
+                    break
+    return out
+
+
+def content_signature(path: str | Path, info: VideoInfo) -> list[str]:
+    """Difference hashes of the frames at :data:`SIGNATURE_POINTS` of the duration.
+
+    Points are times, not frame numbers, so a copy at another frame rate hashes the same
+    moments. Frames are turned upright first, as the frames stage extracts them, so a
+    copy with its rotation baked in matches the original. Raises VideoError when a frame
+    cannot be decoded.
+    """
+    indices = [frame_at(p * info.duration_s, info.fps, info.n_frames) for p in SIGNATURE_POINTS]
+    try:
+        frames = _grey_frames(path, info, sorted(set(indices)))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"decoding failed: {getattr(exc, 'strerror', None) or exc}") from None
+    missing = [i for i in indices if i not in frames]
+    if missing:
+        raise VideoError(f"frames {missing} not in the stream")
+    return [dhash(frames[i]) for i in indices]
+
+
+def _row_info(row: dict[str, Any]) -> VideoInfo:
+    return VideoInfo(
+        duration_s=float(row["duration_s"]),
+        fps=float(row["fps"]),
+        n_frames=int(row["n_frames"]),
+        width=int(row["width"]),
+        height=int(row["height"]),
+        codec=str(row["codec"]),
+        rotation=int(row["rotation"]),
+        keyframes_s=[float(t) for t in row["keyframes_s"]],
+    )
+
+
+def add_signature(row: dict[str, Any], log: logging.Logger) -> None:
+    """Fill ``signature`` of a usable row; a frame that does not decode leaves it empty.
+
+    A missing signature is not an error: the video can still be mined, and the split
+    still catches exact copies by sha256 and shared frames by their bytes.
+    """
+    if row["error"] or not row["path"]:
+        return
+    try:
+        row["signature"] = content_signature(row["path"], _row_info(row))
+    except VideoError as exc:
+        log.warning("%s: no content signature: %s", row["video_id"], exc)
+
+
 def build_manifest(
     source: dict, shard: str, out_dir: str | Path, video_cfg: dict, log: logging.Logger
 ) -> pd.DataFrame:
@@ -91,6 +205,7 @@ def build_manifest(
             )
         else:
             row = probe_row(item.video_id, source["name"], item.path, item.origin, video_cfg)
+            add_signature(row, log)
         if row["error"]:
             log.warning("%s: %s", item.video_id, row["error"])
         rows.append(row)

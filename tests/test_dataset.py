@@ -62,9 +62,10 @@ def test_small_sets_still_get_both_splits(n, bench):
 
 
 def write_stage_tables(tmp_path, n_videos=12):
-    img = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
     frames, pre, judge, ins, man = [], [], [], [], []
     for v in range(n_videos):
+        # Frames of different videos differ: equal image bytes would make them one video.
+        img = np.random.default_rng(v).integers(0, 255, (24, 32, 3), dtype=np.uint8)
         vid = f"src/v{v}"
         man.append({"video_id": vid, "source": "src", "error": None})
         for k in range(2):

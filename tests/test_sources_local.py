@@ -117,3 +117,74 @@ def test_unreadable_file_is_an_error_row(corpus, tmp_path, monkeypatch):
     bad = [v for v in fetched if v.error]
     assert [v.video_id for v in bad] == ["mine/sub dir/plain.mp4"]
     assert bad[0].path is None and "Permission denied" in bad[0].error
+
+
+def _rows(tmp_path, source) -> dict[str, object]:
+    return {v.video_id.removeprefix("mine/"): v for v in fetch_shard(source, 0, tmp_path / "out")}
+
+
+def test_symlink_loop_neither_hangs_nor_duplicates(corpus, tmp_path):
+    # glob.glob follows this loop 40 levels deep and lists every file 41 times; a second
+    # loop makes that exponential.
+    (corpus / "sub dir" / "loop").symlink_to("..")
+    (corpus / "deeper" / "a" / "up").symlink_to("../..")
+    (corpus / "alias.mp4").symlink_to("deeper/a/b/c.mp4")
+    rows = _rows(tmp_path, _source())
+    # Every real file once, under the path through the fewest links: the loops and the
+    # alias (which sorts first) rename nothing.
+    assert sorted(rows) == sorted(NAMES)
+    assert all(v.error is None for v in rows.values())
+    assert [k for k, _ in list_files(_source())] == sorted(NAMES)
+
+
+def test_a_file_reached_only_through_links_keeps_one_id(tmp_path, monkeypatch):
+    root = tmp_path / "v"
+    (root / "store").mkdir(parents=True)
+    (root / "store" / "clip.bin").write_bytes(b"video")
+    (root / "b.mp4").symlink_to("store/clip.bin")
+    (root / "a.mp4").symlink_to("store/clip.bin")
+    monkeypatch.chdir(tmp_path)
+    source = {"name": "mine", "kind": "local", "path_glob": "v/*.mp4"}
+    rows = _rows(tmp_path, source)
+    assert list(rows) == ["a.mp4"] and rows["a.mp4"].error is None
+    assert Path(rows["a.mp4"].path).read_bytes() == b"video"
+
+
+def test_paths_that_are_no_video_file_are_error_rows(corpus, tmp_path):
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.mp4").write_bytes(b"not yours")
+    (corpus / "folder.mp4").mkdir()
+    (corpus / "folder.mp4" / "inside.mp4").write_bytes(b"x")
+    (corpus / "dangling.mp4").symlink_to("gone/nowhere.mp4")
+    (corpus / "escape.mp4").symlink_to(outside / "secret.mp4")
+    (corpus / "linked dir").symlink_to(outside)
+    (corpus / "self.mp4").symlink_to("self.mp4")
+    os.mkfifo(corpus / "pipe.mp4")
+    rows = _rows(tmp_path, _source())
+    errors = {k: v.error for k, v in rows.items() if v.error}
+    assert errors.keys() == {
+        "folder.mp4", "dangling.mp4", "escape.mp4", "linked dir/secret.mp4", "self.mp4", "pipe.mp4"
+    }  # fmt: skip
+    assert errors["folder.mp4"] == "a folder, not a video file"
+    assert errors["dangling.mp4"] == "broken symlink to gone/nowhere.mp4"
+    assert errors["self.mp4"].startswith("broken symlink to self.mp4")
+    assert "resolves outside the source root" in errors["escape.mp4"]
+    assert "resolves outside the source root" in errors["linked dir/secret.mp4"]
+    assert errors["pipe.mp4"] == "not a regular file (a named pipe)"
+    assert all(rows[k].path is None for k in errors)
+    assert rows["folder.mp4/inside.mp4"].error is None  # a folder's contents still count
+    # Nothing from outside the root was linked into the output.
+    out = tmp_path / "out"
+    assert all(p.read_bytes() != b"not yours" for p in out.iterdir() if p.is_file())
+    assert sorted(k for k, _ in list_files(_source())) == sorted(rows.keys() - errors.keys())
+
+
+def test_only_error_entries_are_rows_not_a_config_error(tmp_path, monkeypatch):
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "x.mp4").symlink_to("missing.mp4")
+    monkeypatch.chdir(tmp_path)
+    fetched = fetch_shard({"name": "n", "kind": "local", "path_glob": "v/*.mp4"}, 0, tmp_path / "o")
+    assert [(v.video_id, v.path, v.error) for v in fetched] == [
+        ("n/x.mp4", None, "broken symlink to missing.mp4")
+    ]

@@ -23,5 +23,12 @@ stats = build_dataset(
 )
 log.info("dataset: %s", stats["dataset"])
 log.info("categories: %s", stats["categories"]["all"])
+dup = stats["duplicates"]
+log.info(
+    "copies of one video split together: %d groups of %d videos (%s)",
+    dup["groups"],
+    dup["videos_in_groups"],
+    ", ".join(f"{k} {v}" for k, v in dup["duplicate_videos"].items()),
+)
 if "motion_magnitude" in stats:
     log.info("mean input->target motion: %s", stats["motion_magnitude"]["mean"])
