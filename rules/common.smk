@@ -1,4 +1,5 @@
 # Config validation (defaults filled), the static shard lists and wildcard constraints.
+import functools
 import re
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from motionedit.config import evaluation_flow, validate_config
 from motionedit.flow import UNIMATCH_CHECKPOINT_NAME
 from motionedit.mllm import section_pricing
 from motionedit.models import editor_settings
-from motionedit.sources import shard_fingerprint, shard_names
+from motionedit.sources import shard_fingerprints, shard_names
 
 validate_config(config)
 
@@ -39,6 +40,12 @@ wildcard_constraints:
     run=_one_of(config["sft"]),
     nft=_one_of(config["train"]),
     model=_one_of(config["models"]),
+
+
+@functools.cache
+def fingerprints(src):
+    """Per shard, a digest of the files or URLs it would fetch (listed once per run)."""
+    return shard_fingerprints(SOURCES[src])
 
 
 def per_shard(pattern):

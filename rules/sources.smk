@@ -13,7 +13,7 @@ rule fetch:
         runtime=240,
     params:
         source=lambda wildcards: SOURCES[wildcards.src],
-        inputs=lambda wildcards: shard_fingerprint(SOURCES[wildcards.src], wildcards.shard),
+        inputs=lambda wildcards: fingerprints(wildcards.src)[int(wildcards.shard)],
         video=config["video"],
     script:
         "../workflow_scripts/fetch.py"

@@ -37,7 +37,10 @@ def test_defaults_differ_per_source_kind():
     [
         (minimal(framez={}), "framez: unknown key(s) 'framez'"),
         (minimal(frames={"window_seconds": "3"}), "frames.window_seconds: '3' is not of type"),
-        (minimal(frames={"window_seconds": 0}), "frames.window_seconds: 0 is less than the minimum"),
+        (
+            minimal(frames={"window_seconds": 0}),
+            "frames.window_seconds: 0 is less than the minimum",
+        ),
         (minimal(flow={"backend": "raft"}), "flow.backend: 'raft' is not one of"),
         (minimal(judge={"gemini": {"modle": "x"}}), "judge.gemini.modle: unknown key(s)"),
         (minimal(mllm={"api_key": "x"}), "mllm.api_key: unknown key(s) 'api_key'"),

@@ -10,7 +10,8 @@ import pytest
 from conftest import make_video
 
 from motionedit.sources import fetch_shard as dispatch_fetch
-from motionedit.sources import shard_names
+from motionedit.sources import shard_fingerprints, shard_names
+from motionedit.sources.base import shard_of
 from motionedit.sources.local import fetch_shard, glob_base, list_files, shard_count
 from motionedit.video import probe
 
@@ -188,3 +189,19 @@ def test_only_error_entries_are_rows_not_a_config_error(tmp_path, monkeypatch):
     assert [(v.video_id, v.path, v.error) for v in fetched] == [
         ("n/x.mp4", None, "broken symlink to missing.mp4")
     ]
+
+
+def test_a_new_or_changed_file_changes_only_its_shards_fingerprint(corpus):
+    """The fetch rule takes the fingerprint as a parameter, so this is what reruns a shard."""
+    source = _source(shards=4)
+    before = shard_fingerprints(source)
+    assert len(before) == 4 and before == shard_fingerprints(source)
+
+    (corpus / "new one.mp4").write_bytes(b"a new video")
+    after = shard_fingerprints(source)
+    assert [s for s in range(4) if after[s] != before[s]] == [shard_of("new one.mp4", 4)]
+
+    changed = corpus / NAMES[3]
+    changed.write_bytes(changed.read_bytes() + b" and more")
+    again = shard_fingerprints(source)
+    assert [s for s in range(4) if again[s] != after[s]] == [shard_of(NAMES[3], 4)]

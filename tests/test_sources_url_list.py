@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from conftest import make_video
 
-from motionedit.sources import shard_fingerprint, shard_names
+from motionedit.sources import shard_fingerprints, shard_names
 from motionedit.sources.base import shard_of
 from motionedit.sources.url_list import (
     fetch_shard,
@@ -238,16 +238,16 @@ def test_a_new_line_changes_only_its_shards_fingerprint(tmp_path):
     listing = tmp_path / "urls.txt"
     listing.write_text("".join(u + "\n" for u in urls))
     source = _source(listing, shards=4)
-    before = [shard_fingerprint(source, s) for s in range(4)]
+    before = shard_fingerprints(source)
     assert len(set(before)) == 4
 
     new = "https://videos.example/new.mp4"
     listing.write_text("".join(u + "\n" for u in [*urls, new]))
-    after = [shard_fingerprint(source, s) for s in range(4)]
+    after = shard_fingerprints(source)
     changed = [s for s in range(4) if after[s] != before[s]]
     assert changed == [shard_of(new, 4)]
 
 
 def test_a_missing_list_is_named_when_the_dag_is_built(tmp_path):
     with pytest.raises(ValueError, match=r"sources\[name=web\]\.list: file .* not found"):
-        shard_fingerprint(_source(tmp_path / "nope.txt"), 0)
+        shard_fingerprints(_source(tmp_path / "nope.txt"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, make_bad_videos
+from conftest import ROOT, make_bad_videos, make_video
 
 pytestmark = pytest.mark.e2e
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -142,6 +142,19 @@ def test_every_bad_input_is_one_error_row_and_good_ones_yield_pairs(workdir):
 def test_rerun_does_nothing(workdir):
     proc = snakemake(workdir)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_a_video_added_to_a_folder_reruns_its_shard_and_what_follows(workdir):
+    added = make_video(workdir / "incoming" / "late arrival.mp4", size="80x64", seconds=4)
+    try:
+        plan = planned_rules(snakemake(workdir, "--dry-run"))
+    finally:
+        added.unlink()
+    # The synthetic source's two shards are not touched; the local source's one shard is.
+    assert plan == {"fetch": 1, "frames": 1, "prefilter": 1, "judge": 1, "rewrite": 1,
+                    "dataset": 1, "report_dataset": 1, "all": 1}  # fmt: skip
+    again = snakemake(workdir, "--dry-run")
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_forcerun_judge_reruns_only_judge_and_what_follows(workdir):

@@ -8,9 +8,9 @@ reach every later rule. A kind module provides::
 
 and, when a shard reads more than its config (a folder, a list file)::
 
-    shard_fingerprint(source: dict, shard: int) -> str
+    shard_fingerprints(source: dict) -> list[str]
 
-a digest of what the shard would fetch, passed to the fetch rule as a parameter: Snakemake
+a digest per shard of what it would fetch, passed to the fetch rule as a parameter: Snakemake
 reruns a job whose parameters changed, so a video added to a folder or a line added to a
 list reruns only its own shard and what follows, not the whole corpus.
 
@@ -63,15 +63,16 @@ def shard_names(source: dict) -> list[str]:
     return [f"{i:04d}" for i in range(n)]
 
 
-def shard_fingerprint(source: dict, shard: str) -> str:
-    """What this shard's fetch reads besides its config, as a digest ("" when nothing).
+def shard_fingerprints(source: dict) -> list[str]:
+    """What each shard's fetch reads besides its config, as a digest ("" when nothing).
 
-    Evaluated at every DAG build, for every shard: a kind that lists a folder or reads a
-    file caches the listing per source, so a 100,000-line list is read once, not per shard.
+    All shards in one call: listing a folder or reading a list once per shard would cost
+    shards x files at every DAG build.
     """
-    module = kind_module(source) if _known(source) not in SHARD_COUNTERS else None
-    fingerprint = getattr(module, "shard_fingerprint", None)
-    return fingerprint(source, int(shard)) if fingerprint else ""
+    kind = _known(source)
+    module = kind_module(source) if kind not in SHARD_COUNTERS else None
+    fingerprints = getattr(module, "shard_fingerprints", None)
+    return fingerprints(source) if fingerprints else [""] * len(shard_names(source))
 
 
 def fetch_shard(source: dict, shard: str, out_dir: Path) -> list[FetchedVideo]:
@@ -84,6 +85,6 @@ __all__ = [
     "SHARD_COUNTERS",
     "fetch_shard",
     "kind_module",
-    "shard_fingerprint",
+    "shard_fingerprints",
     "shard_names",
 ]

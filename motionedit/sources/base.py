@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -30,6 +31,11 @@ def shard_of(key: str, n_shards: int) -> int:
     """Stable shard index of a key: independent of Python's hash seed and of list order."""
     digest = hashlib.sha1(key.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % n_shards
+
+
+def digest(value: object) -> str:
+    """A short digest of a JSON-serialisable value, for a shard's fingerprint."""
+    return hashlib.sha256(json.dumps(value).encode("utf-8")).hexdigest()[:16]
 
 
 def safe_filename(name: str, max_len: int = 80) -> str:

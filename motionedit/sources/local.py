@@ -44,7 +44,13 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from motionedit.sources.base import VIDEO_SUFFIXES, FetchedVideo, safe_filename, shard_of
+from motionedit.sources.base import (
+    VIDEO_SUFFIXES,
+    FetchedVideo,
+    digest,
+    safe_filename,
+    shard_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +260,24 @@ def list_files(source: dict) -> list[tuple[str, Path]]:
     Raises ValueError like :func:`list_entries` when the glob selects nothing.
     """
     return [(e.key, e.path) for e in list_entries(source) if e.error is None]
+
+
+def shard_fingerprints(source: dict) -> list[str]:
+    """A digest per shard of its entries' keys, sizes and modification times.
+
+    Size and mtime (not content) because the listing runs at every DAG build and a corpus
+    can be terabytes; a file replaced in place gets a new mtime, which is what ``make``
+    and Snakemake itself rely on too.
+    """
+    listed: list[list] = [[] for _ in range(shard_count(source))]
+    for entry in list_entries(source):
+        try:
+            found = entry.real.stat() if entry.real else None
+        except OSError:
+            found = None
+        facts = (found.st_size, found.st_mtime_ns) if found else (None, None)
+        listed[shard_of(entry.key, len(listed))].append((entry.key, entry.error, *facts))
+    return [digest(x) for x in listed]
 
 
 def place_file(src: Path, dest: Path, link: bool = True) -> str:

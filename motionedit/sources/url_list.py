@@ -31,16 +31,16 @@ signed query strings) are used for the download but never stored: ids, origins, 
 messages and log lines carry :func:`~motionedit.download.redact_url`'s form.
 
 ``shard_count`` reads only the config (never the list), so the shards are known before the
-list is read. ``shard_fingerprint`` does read it, once per DAG build however many shards: a
-line added or changed reruns the fetch of its own shard only. Downloads run in a small thread pool, but the
-returned rows keep list order so the manifest does not depend on which server was faster.
+list is read. ``shard_fingerprints`` does read it, once per DAG build however many shards: a
+line added or changed reruns the fetch of its own shard only. Downloads run in a small
+thread pool, but the returned rows keep list order so the manifest does not depend on
+which server was faster.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,7 +55,7 @@ from motionedit.download import (
     redact_text,
     redact_url,
 )
-from motionedit.sources.base import FetchedVideo, safe_filename, shard_of
+from motionedit.sources.base import FetchedVideo, digest, safe_filename, shard_of
 from motionedit.sources.local import place_file
 
 log = logging.getLogger(__name__)
@@ -133,29 +133,17 @@ def read_list(source: dict) -> list[ListEntry]:
     return unique
 
 
-#: The digests of every shard of the last list read, by (path, size, mtime, shards): the
-#: fetch rule asks once per shard, and sharding a long list once per ask would cost
-#: shards x lines hashes at every DAG build.
-_DIGESTS: dict[tuple, list[str]] = {}
-
-
-def shard_fingerprint(source: dict, shard: int) -> str:
-    """A digest of the shard's entries, for the fetch rule's parameters.
+def shard_fingerprints(source: dict) -> list[str]:
+    """A digest of each shard's entries, for the fetch rule's parameters.
 
     A digest rather than the entries themselves: Snakemake stores parameters in its
-    metadata, and a URL may carry credentials.
+    metadata, and a URL may carry credentials. All shards at once, because the list is
+    read and sharded in one pass.
     """
-    path = Path(str(source.get("list", "")))
-    stat = path.stat() if path.is_file() else None
-    n_shards = shard_count(source)
-    key = (str(path.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns, n_shards)
-    if key not in _DIGESTS:
-        entries: list[list] = [[] for _ in range(n_shards)]
-        for e in read_list(source):  # raises, naming the key, when the list is missing
-            entries[shard_of(e.url, n_shards)].append((e.url, e.sha256))
-        _DIGESTS.clear()
-        _DIGESTS[key] = [hashlib.sha256(json.dumps(x).encode()).hexdigest()[:16] for x in entries]
-    return _DIGESTS[key][shard]
+    entries: list[list] = [[] for _ in range(shard_count(source))]
+    for e in read_list(source):  # raises, naming the key, when the list is missing
+        entries[shard_of(e.url, len(entries))].append((e.url, e.sha256))
+    return [digest(x) for x in entries]
 
 
 def _read_text(source: dict, text: str) -> list[ListEntry]:
