@@ -16,7 +16,7 @@ import pandas as pd
 from motionedit.download import sha256_of
 from motionedit.runlog import progress
 from motionedit.sources import fetch_shard
-from motionedit.video import VideoError, probe
+from motionedit.video import MAX_PIXELS, VideoError, probe
 
 COLUMNS = [
     "video_id",
@@ -52,7 +52,11 @@ def probe_row(video_id: str, source: str, path: str, origin: str, video_cfg: dic
     try:
         row["bytes"] = p.stat().st_size
         row["sha256"] = sha256_of(p)
-        info = probe(p, max_duration_s=video_cfg["max_duration_s"])
+        info = probe(
+            p,
+            max_duration_s=video_cfg["max_duration_s"],
+            max_pixels=video_cfg.get("max_pixels", MAX_PIXELS),
+        )
     except VideoError as exc:
         row["error"] = str(exc)
         return row

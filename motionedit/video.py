@@ -42,6 +42,10 @@ def ffmpeg_exe() -> str:
     return shutil.which("ffmpeg") or bundled_ffmpeg_exe()
 
 
+#: Default of ``video.max_pixels`` (the schema holds the same number): 4096x4096.
+MAX_PIXELS = 4096 * 4096
+
+
 @dataclass
 class VideoInfo:
     duration_s: float
@@ -57,21 +61,28 @@ class VideoInfo:
         return index / self.fps
 
 
-def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
+def probe(
+    path: str | Path, max_duration_s: float | None = None, max_pixels: int | None = MAX_PIXELS
+) -> VideoInfo:
     """Read duration, fps, size, codec and keyframe times; raise VideoError with a reason.
 
     The duration is that of the packets actually present, and a file holding much less
     than its header announces is reported as truncated. One frame is decoded so that a file
     whose header parses but whose stream does not is caught here rather than in a later
-    stage. A header longer than ``max_duration_s`` is refused before the file is read.
+    stage. A header longer than ``max_duration_s`` is refused before the file is read, and
+    frames of more than ``max_pixels`` pixels before one is decoded: opening a file
+    normally decodes a few frames to learn the stream's parameters (up to seven for H.264),
+    so the decoder is given the same limit and refuses such frames instead of allocating
+    them.
     """
     path = Path(path)
     if not path.exists():
         raise VideoError(f"file not found: {path}")
     if path.stat().st_size == 0:
         raise VideoError("empty file (0 bytes)")
+    options = {"max_pixels": str(max_pixels)} if max_pixels is not None else {}
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), options=options)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         why = getattr(exc, "strerror", None) or str(exc)
         raise VideoError(f"not a readable video container ({why})") from None
@@ -81,6 +92,7 @@ def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
             raise VideoError(f"no video stream (streams: {', '.join(kinds)})")
         stream = container.streams.video[0]
         ctx = stream.codec_context
+        _check_pixels(ctx.width, ctx.height, max_pixels)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
         if fps <= 0:
@@ -123,8 +135,9 @@ def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
             raise VideoError(f"first frame cannot be decoded: {exc}") from None
         if first is None:
             raise VideoError("no decodable frame")
+        width, height = ctx.width or first.width, ctx.height or first.height
+        _check_pixels(width, height, max_pixels)  # a header that did not tell the size
         rotation = int(getattr(first, "rotation", 0) or 0) % 360
-        width, height = ctx.width, ctx.height
         if rotation in (90, 270):
             width, height = height, width
         return VideoInfo(
@@ -136,6 +149,13 @@ def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
             codec=ctx.name,
             rotation=rotation,
             keyframes_s=sorted(keyframes) or [0.0],
+        )
+
+
+def _check_pixels(width: int, height: int, limit: int | None) -> None:
+    if limit is not None and width * height > limit:
+        raise VideoError(
+            f"frame size {width}x{height} ({width * height} pixels) above video.max_pixels={limit}"
         )
 
 

@@ -112,6 +112,18 @@ def test_missing_frames_are_an_error(tmp_path):
         extract_frames(video, info, [900], {900: tmp_path / "x.png"})
 
 
+def test_frames_above_max_pixels_are_refused_before_decoding(tmp_path):
+    video = make_video(tmp_path / "v.mp4", size="96x96", seconds=1)
+    with pytest.raises(
+        VideoError, match=r"frame size 96x96 \(9216 pixels\) above video.max_pixels=4096"
+    ):
+        probe(video, max_pixels=64 * 64)
+    assert probe(video, max_pixels=96 * 96).width == 96
+    row = probe_row("v", "t", str(video), str(video), VIDEO_CFG | {"max_pixels": 4096})
+    assert "video.max_pixels=4096" in row["error"] and row["n_frames"] is None
+    assert probe_row("v", "t", str(video), str(video), VIDEO_CFG)["error"] is None  # default
+
+
 def test_scene_cut_detection_skips_windows_that_span_a_cut(tmp_path):
     import json
 
