@@ -33,6 +33,7 @@ COLUMNS = [
     "codec",
     "rotation",
     "keyframes_s",
+    "frame_times_s",
     "error",
 ]
 
@@ -72,6 +73,7 @@ def probe_row(video_id: str, source: str, path: str, origin: str, video_cfg: dic
         codec=info.codec,
         rotation=info.rotation,
         keyframes_s=info.keyframes_s,
+        frame_times_s=info.frame_times_s,
     )
     row["error"] = check_usable(info, video_cfg)
     return row
