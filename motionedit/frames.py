@@ -3,6 +3,13 @@
 A window's two frames are a candidate (input, target) pair. Frames shared by neighbouring
 windows (the end of one is the start of the next with the default stride) are decoded and
 stored once; all frames of a video come from one decoding pass over it.
+
+A window's frame at time t is the frame shown at t, found among the timestamps the probe
+recorded, so variable-rate video is cut like any other. A window whose frame is missing
+(t falls in a hole of the stream, or the decoder did not deliver the frame) keeps its row
+with ``error`` set and no frame paths; the video's other windows are unaffected. Only a
+video that cannot be opened at all, or a failure that is not the video's (a PNG that cannot
+be written, the time limit), becomes one error row for the whole video.
 """
 
 from __future__ import annotations
@@ -13,10 +20,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from motionedit.runlog import progress
-from motionedit.video import VideoError, VideoInfo, extract_frames, frame_index
+from motionedit.video import VideoError, VideoInfo, extract_frames, frame_index, hole_at
 
 COLUMNS = [
     "pair_id",
@@ -85,11 +93,22 @@ def _info(row: pd.Series) -> VideoInfo:
         codec=str(row.codec),
         rotation=int(row.rotation),
         keyframes_s=[float(t) for t in row.keyframes_s],
+        frame_times_s=_floats(row.get("frame_times_s")),
     )
 
 
+def _floats(values: Any) -> list[float]:
+    # A manifest written before frame times were recorded has no such column (or None).
+    if not isinstance(values, list | tuple | np.ndarray):
+        return []
+    return np.asarray(values, dtype=np.float64).tolist()
+
+
 def video_pairs(row: pd.Series, out_dir: Path, cfg: dict[str, Any]) -> list[dict]:
-    """All window rows of one video; raises VideoError for a video-level failure."""
+    """All window rows of one video, the failed windows included as error rows.
+
+    Raises VideoError only for a failure of the whole video, which then gets one row.
+    """
     info = _info(row)
     bounds = window_bounds(info.duration_s, info.fps, cfg)
     if not bounds:
@@ -101,7 +120,7 @@ def video_pairs(row: pd.Series, out_dir: Path, cfg: dict[str, Any]) -> list[dict
     if cfg["scene_cuts"]["enabled"]:
         cuts = scene_cut_times(row.path, cfg["scene_cuts"]["threshold"])
     key = video_key(row.video_id)
-    rows, wanted = [], {}
+    rows, wanted, picks = [], {}, []
     for k, (t0, t1) in enumerate(bounds):
         i0, i1 = frame_index(info, t0), frame_index(info, t1)
         cut = next((c for c in cuts if t0 < c <= t1), None)
@@ -119,16 +138,39 @@ def video_pairs(row: pd.Series, out_dir: Path, cfg: dict[str, Any]) -> list[dict
             "skip": None,
             "error": None,
         }
+        rows.append(r)
         if cut is not None:
             r["skip"] = f"scene cut at {cut:.2f} s inside the window"
+        elif hole := hole_at(info, t0) or hole_at(info, t1):
+            r["error"] = hole
         else:
             for idx, col in ((i0, "frame0"), (i1, "frame1")):
                 wanted[idx] = out_dir / f"{key}_f{idx:06d}.png"
                 r[col] = wanted[idx].as_posix()
-        rows.append(r)
+            picks.append((r, i0, i1))
     if wanted:
-        extract_frames(row.path, info, sorted(wanted), wanted, timeout_s=cfg["timeout_s"])
+        missing = extract_frames(row.path, info, sorted(wanted), wanted, timeout_s=cfg["timeout_s"])
+        if missing:
+            _drop_missing(picks, missing, wanted)
     return rows
+
+
+def _drop_missing(
+    picks: list[tuple[dict, int, int]], missing: dict[int, str], wanted: dict[int, Path]
+) -> None:
+    """Turn the windows that lost a frame into error rows.
+
+    The other frame of such a window was written but no row points at it any more, so it
+    is deleted: the frames folder holds exactly the frames the table lists.
+    """
+    for r, i0, i1 in picks:
+        reasons = [missing[i] for i in dict.fromkeys((i0, i1)) if i in missing]
+        if reasons:
+            r.update(frame0=None, frame1=None, error="; ".join(reasons))
+    used = {r[c] for r, _, _ in picks for c in ("frame0", "frame1") if r[c]}
+    for p in wanted.values():
+        if p.as_posix() not in used:
+            p.unlink(missing_ok=True)
 
 
 def extract_shard(

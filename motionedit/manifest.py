@@ -24,7 +24,9 @@ import pandas as pd
 from motionedit.download import sha256_of
 from motionedit.runlog import progress
 from motionedit.sources import fetch_shard
-from motionedit.video import VideoError, VideoInfo, frame_at, plan_groups, probe
+from motionedit.video import MAX_PIXELS, VideoError, VideoInfo, frame_index, plan_groups, probe
+
+log = logging.getLogger(__name__)
 
 COLUMNS = [
     "video_id",
@@ -41,6 +43,7 @@ COLUMNS = [
     "codec",
     "rotation",
     "keyframes_s",
+    "frame_times_s",
     "signature",
     "error",
 ]
@@ -70,7 +73,11 @@ def probe_row(video_id: str, source: str, path: str, origin: str, video_cfg: dic
     try:
         row["bytes"] = p.stat().st_size
         row["sha256"] = sha256_of(p)
-        info = probe(p, max_duration_s=video_cfg["max_duration_s"])
+        info = probe(
+            p,
+            max_duration_s=video_cfg["max_duration_s"],
+            max_pixels=video_cfg.get("max_pixels", MAX_PIXELS),
+        )
     except VideoError as exc:
         row["error"] = str(exc)
         return row
@@ -86,8 +93,10 @@ def probe_row(video_id: str, source: str, path: str, origin: str, video_cfg: dic
         codec=info.codec,
         rotation=info.rotation,
         keyframes_s=info.keyframes_s,
+        frame_times_s=info.frame_times_s,
     )
     row["error"] = check_usable(info, video_cfg)
+    add_signature(row, info)
     return row
 
 
@@ -108,14 +117,15 @@ def dhash(grey: np.ndarray) -> str:
 
 
 def _grey_frames(path: str | Path, info: VideoInfo, indices: list[int]) -> dict[int, np.ndarray]:
-    """Upright grey images of the given frames; the first frame at or after each index.
+    """Upright grey images of the given frames; the first frame at or after each one's time.
 
     Decoding starts at the keyframe before each group of :func:`plan_groups`, so a
     short-GOP video costs a few frames per point and a one-keyframe video one pass up to
-    the last point. Taking the first frame at or after an index (rather than requiring
-    it) tolerates streams whose timestamps skip a frame.
+    the last point. Matching on timestamps, and taking the first frame at or after one
+    (rather than requiring it), tolerates variable frame rates and skipped frames.
     """
     out: dict[int, np.ndarray] = {}
+    slack = 0.5 * info.frame_interval_s
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -130,11 +140,11 @@ def _grey_frames(path: str | Path, info: VideoInfo, indices: list[int]) -> dict[
             for frame in container.decode(stream):
                 if frame.pts is None:
                     continue
-                idx = int(round(float((frame.pts - origin) * tb) * info.fps))
-                if idx < todo[0]:
+                t = float((frame.pts - origin) * tb)
+                if t < info.frame_time(todo[0]) - slack:
                     continue
                 grey = np.rot90(frame.to_ndarray(format="gray"), (frame.rotation or 0) // 90)
-                while todo and todo[0] <= idx:
+                while todo and info.frame_time(todo[0]) - slack <= t:
                     out[todo.pop(0)] = grey
                 if not todo:
                     break
@@ -149,7 +159,7 @@ def content_signature(path: str | Path, info: VideoInfo) -> list[str]:
     copy with its rotation baked in matches the original. Raises VideoError when a frame
     cannot be decoded.
     """
-    indices = [frame_at(p * info.duration_s, info.fps, info.n_frames) for p in SIGNATURE_POINTS]
+    indices = [frame_index(info, p * info.duration_s) for p in SIGNATURE_POINTS]
     try:
         frames = _grey_frames(path, info, sorted(set(indices)))
     except (av.error.FFmpegError, OSError) as exc:
@@ -160,29 +170,16 @@ def content_signature(path: str | Path, info: VideoInfo) -> list[str]:
     return [dhash(frames[i]) for i in indices]
 
 
-def _row_info(row: dict[str, Any]) -> VideoInfo:
-    return VideoInfo(
-        duration_s=float(row["duration_s"]),
-        fps=float(row["fps"]),
-        n_frames=int(row["n_frames"]),
-        width=int(row["width"]),
-        height=int(row["height"]),
-        codec=str(row["codec"]),
-        rotation=int(row["rotation"]),
-        keyframes_s=[float(t) for t in row["keyframes_s"]],
-    )
-
-
-def add_signature(row: dict[str, Any], log: logging.Logger) -> None:
+def add_signature(row: dict[str, Any], info: VideoInfo) -> None:
     """Fill ``signature`` of a usable row; a frame that does not decode leaves it empty.
 
     A missing signature is not an error: the video can still be mined, and the split
     still catches exact copies by sha256 and shared frames by their bytes.
     """
-    if row["error"] or not row["path"]:
+    if row["error"]:
         return
     try:
-        row["signature"] = content_signature(row["path"], _row_info(row))
+        row["signature"] = content_signature(row["path"], info)
     except VideoError as exc:
         log.warning("%s: no content signature: %s", row["video_id"], exc)
 
@@ -205,7 +202,6 @@ def build_manifest(
             )
         else:
             row = probe_row(item.video_id, source["name"], item.path, item.origin, video_cfg)
-            add_signature(row, log)
         if row["error"]:
             log.warning("%s: %s", item.video_id, row["error"])
         rows.append(row)

@@ -1,17 +1,22 @@
 """Probing videos and pulling exact frames out of them.
 
 Both run in-process on FFmpeg's libraries through PyAV. Probing demuxes (no decoding) to
-count frames and find keyframes, and decodes one frame. Extraction decodes only what the
-requested frames need: each group of frames starts at the keyframe before it, so a video
-with a short GOP is never decoded whole, and a video with one keyframe is decoded once, up
-to its last wanted frame. The ffmpeg binary imageio-ffmpeg pins only encodes: the synthetic
-corpus and the test clips.
+count frames, record their timestamps and find keyframes, and decodes one frame. Extraction
+decodes only what the requested frames need: each group of frames starts at the keyframe
+before it, so a video with a short GOP is never decoded whole, and a video with one keyframe
+is decoded once, up to its last wanted frame. The ffmpeg binary imageio-ffmpeg pins only
+encodes: the synthetic corpus and the test clips.
+
+Frames are addressed by their presentation timestamps, not by ``round(t * fps)``: phones and
+screen recorders write variable-rate video, and a stream that dropped one frame is off a
+fixed grid from there on. A frame's index is its rank among the stream's timestamps.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
+import math
 import os
 import shutil
 import time
@@ -42,6 +47,19 @@ def ffmpeg_exe() -> str:
     return shutil.which("ffmpeg") or bundled_ffmpeg_exe()
 
 
+#: Default of ``video.max_pixels`` (the schema holds the same number): 4096x4096.
+MAX_PIXELS = 4096 * 4096
+
+#: A time this fraction of a frame before a timestamp still counts as that frame's: window
+#: bounds are rounded to the microsecond and Matroska stores timestamps in milliseconds.
+TIME_TOLERANCE_FRAMES = 0.05
+
+#: A time whose frame has been on screen longer than this many nominal frame durations sits
+#: in a hole of the stream (frames dropped or cut out): what was in view then was never
+#: recorded. One dropped frame stays below it; two in a row do not.
+MAX_HOLE_FRAMES = 2.0
+
+
 @dataclass
 class VideoInfo:
     duration_s: float
@@ -52,26 +70,57 @@ class VideoInfo:
     codec: str
     rotation: int
     keyframes_s: list[float] = field(default_factory=list)  # from the stream's start
+    # Sorted distinct presentation times from the stream's start; left empty, the frames
+    # are taken to lie on the fixed grid of ``fps`` (a manifest written before they were
+    # recorded).
+    frame_times_s: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.frame_times_s:
+            self.frame_times_s = [i / self.fps for i in range(self.n_frames)]
+
+    @functools.cached_property
+    def frame_interval_s(self) -> float:
+        """The nominal frame duration: the median gap between timestamps.
+
+        The median, so that one hole does not stretch it; from the timestamps, because the
+        rate a container announces for a variable-rate stream is often just a default.
+        """
+        if len(self.frame_times_s) < 2:
+            return 1.0 / self.fps
+        return float(np.median(np.diff(self.frame_times_s)))
 
     def frame_time(self, index: int) -> float:
-        return index / self.fps
+        return self.frame_times_s[index]
 
 
-def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
-    """Read duration, fps, size, codec and keyframe times; raise VideoError with a reason.
+def _seconds(pts: int, origin: int, time_base) -> float:
+    # One expression for probe and extraction, so a timestamp converts to the same float.
+    return float((pts - origin) * time_base)
+
+
+def probe(
+    path: str | Path, max_duration_s: float | None = None, max_pixels: int | None = MAX_PIXELS
+) -> VideoInfo:
+    """Read duration, fps, size, codec, keyframe and frame times; raise VideoError with a reason.
 
     The duration is that of the packets actually present, and a file holding much less
     than its header announces is reported as truncated. One frame is decoded so that a file
     whose header parses but whose stream does not is caught here rather than in a later
-    stage. A header longer than ``max_duration_s`` is refused before the file is read.
+    stage. A header longer than ``max_duration_s`` is refused before the file is read, and
+    frames of more than ``max_pixels`` pixels before one is decoded: opening a file
+    normally decodes a few frames to learn the stream's parameters (up to seven for H.264),
+    so the decoder is given the same limit and refuses such frames instead of allocating
+    them.
     """
     path = Path(path)
     if not path.exists():
         raise VideoError(f"file not found: {path}")
     if path.stat().st_size == 0:
         raise VideoError("empty file (0 bytes)")
+    options = {"max_pixels": str(max_pixels)} if max_pixels is not None else {}
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), options=options)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         why = getattr(exc, "strerror", None) or str(exc)
         raise VideoError(f"not a readable video container ({why})") from None
@@ -81,12 +130,13 @@ def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
             raise VideoError(f"no video stream (streams: {', '.join(kinds)})")
         stream = container.streams.video[0]
         ctx = stream.codec_context
+        _check_pixels(ctx.width, ctx.height, max_pixels)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
         if fps <= 0:
             raise VideoError("video stream has no frame rate")
         tb = stream.time_base
-        start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        origin = stream.start_time or 0
         if stream.duration is not None:
             header_s = float(stream.duration * tb)
         elif container.duration is not None:
@@ -95,22 +145,20 @@ def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
             header_s = None
         _check_duration(header_s, max_duration_s)  # before reading a stray movie whole
         keyframes: list[float] = []
-        n_packets = 0
-        last_pts = None
+        times: list[float] = []
         try:
             for packet in container.demux(stream):
                 if packet.pts is None:
                     continue
-                n_packets += 1
-                t = float(packet.pts * tb) - start
-                last_pts = t if last_pts is None else max(last_pts, t)
+                t = _seconds(packet.pts, origin, tb)
+                times.append(t)
                 if packet.is_keyframe:
                     keyframes.append(t)
         except av.error.FFmpegError as exc:
             raise VideoError(f"stream cannot be demuxed: {exc}") from None
-        if n_packets == 0:
+        if not times:
             raise VideoError("video stream has no frames")
-        duration = (last_pts or 0.0) + 1.0 / fps
+        duration = max(times) + 1.0 / fps
         _check_duration(duration, max_duration_s)  # files whose header has no duration
         if header_s is not None and duration < 0.9 * header_s - 2.0 / fps:
             raise VideoError(
@@ -123,19 +171,28 @@ def probe(path: str | Path, max_duration_s: float | None = None) -> VideoInfo:
             raise VideoError(f"first frame cannot be decoded: {exc}") from None
         if first is None:
             raise VideoError("no decodable frame")
+        width, height = ctx.width or first.width, ctx.height or first.height
+        _check_pixels(width, height, max_pixels)  # a header that did not tell the size
         rotation = int(getattr(first, "rotation", 0) or 0) % 360
-        width, height = ctx.width, ctx.height
         if rotation in (90, 270):
             width, height = height, width
         return VideoInfo(
             duration_s=round(duration, 6),
             fps=fps,
-            n_frames=n_packets,
+            n_frames=len(times),
             width=width,
             height=height,
             codec=ctx.name,
             rotation=rotation,
             keyframes_s=sorted(keyframes) or [0.0],
+            frame_times_s=sorted(set(times)),
+        )
+
+
+def _check_pixels(width: int, height: int, limit: int | None) -> None:
+    if limit is not None and width * height > limit:
+        raise VideoError(
+            f"frame size {width}x{height} ({width * height} pixels) above video.max_pixels={limit}"
         )
 
 
@@ -145,16 +202,41 @@ def _check_duration(seconds: float | None, limit: float | None) -> None:
 
 
 def frame_at(t: float, fps: float, n_frames: int) -> int:
-    """Index of the frame shown at time t, clamped to the last frame.
+    """Index of the frame shown at time t in a constant-rate stream, clamped to its frames.
 
-    There is no frame at t == duration (the last one is shown from duration - 1/fps), so
-    the end of a window that reaches the end of the video maps to the last frame.
+    The same rule as :func:`frame_index` on a fixed grid, for timelines that know their
+    rate but not their timestamps (the synthetic corpus's truth).
     """
-    return max(0, min(int(round(t * fps)), n_frames - 1))
+    return max(0, min(math.floor(t * fps + TIME_TOLERANCE_FRAMES), n_frames - 1))
 
 
 def frame_index(info: VideoInfo, t: float) -> int:
-    return frame_at(t, info.fps, info.n_frames)
+    """Index of the frame shown at time t: the last one whose timestamp is not after t.
+
+    There is no frame after the last timestamp, so the end of a window that reaches the
+    end of the video maps to the last frame; a time before the first frame maps to it.
+    """
+    tol = TIME_TOLERANCE_FRAMES * info.frame_interval_s
+    return max(0, bisect.bisect_right(info.frame_times_s, t + tol) - 1)
+
+
+def hole_at(info: VideoInfo, t: float) -> str | None:
+    """Why no recorded frame shows time t, or None when one does.
+
+    The frame :func:`frame_index` picks may have been on screen long before t when frames
+    are missing around it (see ``MAX_HOLE_FRAMES``); pairing it as the picture at t would
+    pass off an older picture, so a window there is dropped with this reason instead.
+    """
+    times = info.frame_times_s
+    i = frame_index(info, t)
+    limit = MAX_HOLE_FRAMES * info.frame_interval_s
+    if abs(t - times[i]) <= limit:
+        return None
+    after = f" and the next at {times[i + 1]:.3f} s" if i + 1 < len(times) else ""
+    return (
+        f"no frame near t={t:.3f} s: the nearest before it is at {times[i]:.3f} s{after}, "
+        f"a hole of more than {MAX_HOLE_FRAMES:g} frame durations in the stream"
+    )
 
 
 #: A seek (decoder flush, demuxer jump) costs about as much as decoding this many pixels;
@@ -188,7 +270,7 @@ def extract_frames(
     indices: list[int],
     out_paths: dict[int, Path],
     timeout_s: float = 600.0,
-) -> None:
+) -> dict[int, str]:
     """Write the frames with the given indices to ``out_paths[index]`` as PNG.
 
     Decoding runs in this process through PyAV (FFmpeg's own libraries): one open of the
@@ -197,52 +279,89 @@ def extract_frames(
     decoding a short clip, which is why the command-line tool is not used here. Frames are
     turned upright as ffmpeg would (display-matrix rotation) and encoded to PNG on all cores.
 
-    Raises VideoError naming the missing frames when the stream holds fewer than asked (a
-    truncated file, for instance); no partial set of frames is left behind.
+    A decoded frame is matched to an index by its timestamp. Returns the indices the decoder
+    did not deliver (a corrupt packet, a truncated tail), each with the reason: they are
+    the failure of the windows that use them, not of the video, so the other frames are
+    still written. Packets the decoder rejects are skipped rather than ending the run.
+    Raises VideoError when the file cannot be opened, a PNG cannot be written or the run
+    times out; no partial set of frames is left behind then.
     """
     deadline = time.monotonic() + timeout_s
     workers = min(len(indices), os.cpu_count() or 1) or 1
     pending: list[Future] = []
-    missing: list[int] = []
+    missing: dict[int, str] = {}
+    times = info.frame_times_s
     try:
         with av.open(str(path)) as container, ThreadPoolExecutor(workers) as pool:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            tb = stream.time_base
-            origin = stream.start_time or 0
+
+            def deliver(idx: int, frame: av.VideoFrame) -> None:
+                rgb = np.rot90(frame.to_ndarray(format="rgb24"), (frame.rotation or 0) // 90)
+                pending.append(pool.submit(_write_png, rgb, out_paths[idx]))
+                if len(pending) > 2 * workers:  # bound the frames held in memory
+                    pending.pop(0).result()
+
             for group in plan_groups(info, indices):
                 wanted = set(group)
-                container.seek(
-                    origin + int(info.frame_time(group[0]) / tb), stream=stream, backward=True
-                )
-                for frame in container.decode(stream):
-                    if frame.pts is None:
-                        continue
-                    idx = int(round(float((frame.pts - origin) * tb) * info.fps))
-                    if idx in wanted:
-                        wanted.discard(idx)
-                        rgb = np.rot90(
-                            frame.to_ndarray(format="rgb24"), (frame.rotation or 0) // 90
-                        )
-                        pending.append(pool.submit(_write_png, rgb, out_paths[idx]))
-                        if len(pending) > 2 * workers:  # bound the frames held in memory
-                            pending.pop(0).result()
-                    if not wanted or idx > group[-1]:
-                        break
-                    if time.monotonic() > deadline:
-                        raise VideoError(f"frame extraction timed out after {timeout_s:.0f} s")
-                missing += sorted(wanted)
+                why = _decode_run(container, stream, times, wanted, deliver, deadline, timeout_s)
+                missing |= {i: f"frame at t={times[i]:.3f} s {why}" for i in sorted(wanted)}
             for job in pending:
                 job.result()
-        if missing:
-            times = ", ".join(f"{info.frame_time(i):.3f}" for i in missing[:5])
-            raise VideoError(f"frames at t={times} s not in the stream")
     except (av.error.FFmpegError, OSError) as exc:
         _remove(out_paths[i] for i in indices)
-        raise VideoError(f"decoding failed: {getattr(exc, 'strerror', None) or exc}") from None
+        raise VideoError(f"decoding failed: {_why(exc)}") from None
     except VideoError:
         _remove(out_paths[i] for i in indices)  # no half-extracted video left behind
         raise
+    return missing
+
+
+def _decode_run(container, stream, times, wanted, deliver, deadline, timeout_s) -> str:
+    """Decode from the keyframe before the first of ``wanted`` past the last of them.
+
+    Each wanted frame is handed to ``deliver`` and removed from ``wanted``; what is left
+    did not come, and the returned phrase says why. Frames come out in timestamp order,
+    so the first one past the last wanted timestamp ends the run.
+    """
+    tb, origin = stream.time_base, stream.start_time or 0
+    end = times[max(wanted)] + 1e-6
+    why = "not returned by the decoder"
+    try:
+        container.seek(origin + round(times[min(wanted)] / tb), stream=stream, backward=True)
+        for packet in container.demux(stream):
+            if time.monotonic() > deadline:
+                raise VideoError(f"frame extraction timed out after {timeout_s:.0f} s")
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:  # one bad packet costs its frames only
+                why = f"not returned by the decoder, which rejected a packet ({_why(exc)})"
+                continue
+            past_end = False
+            for frame in frames:
+                if frame.pts is None:
+                    continue
+                t = _seconds(frame.pts, origin, tb)
+                idx = _index_of(times, t)
+                if idx in wanted:
+                    wanted.discard(idx)
+                    deliver(idx, frame)
+                past_end = past_end or t > end
+            if not wanted or past_end:
+                break
+    except av.error.FFmpegError as exc:  # a seek or a read that failed
+        why = f"not read: {_why(exc)}"
+    return why
+
+
+def _why(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _index_of(times: list[float], t: float) -> int | None:
+    """Index of timestamp t among the probed ones; None for a frame the probe never saw."""
+    i = bisect.bisect_left(times, t - 1e-6)
+    return i if i < len(times) and times[i] <= t + 1e-6 else None
 
 
 def _write_png(rgb: np.ndarray, path: Path) -> None:

@@ -10,7 +10,16 @@ from conftest import make_bad_videos, make_video
 
 from motionedit.frames import window_bounds
 from motionedit.manifest import probe_row
-from motionedit.video import VideoError, VideoInfo, extract_frames, frame_index, plan_groups, probe
+from motionedit.video import (
+    VideoError,
+    VideoInfo,
+    extract_frames,
+    frame_at,
+    frame_index,
+    hole_at,
+    plan_groups,
+    probe,
+)
 
 VIDEO_CFG = {"min_side": 32, "max_duration_s": 3600}
 
@@ -104,12 +113,64 @@ def test_a_stream_that_starts_after_the_container_gives_the_right_frames(tmp_pat
         assert int(np.argmin([np.abs(got - f).mean() for f in reference])) == i
 
 
-def test_missing_frames_are_an_error(tmp_path):
+def test_a_frame_the_probe_saw_but_the_decoder_does_not_return_is_reported(tmp_path):
     video = make_video(tmp_path / "v.mp4", seconds=4)
     info = probe(video)
-    info.n_frames = 1000  # pretend the header promised more than the stream holds
-    with pytest.raises(VideoError, match="not in the stream"):
-        extract_frames(video, info, [900], {900: tmp_path / "x.png"})
+    info.frame_times_s.append(9.5)  # as if the index listed a frame the stream lacks
+    last = len(info.frame_times_s) - 1
+    outs = {i: tmp_path / f"{i}.png" for i in (0, 50, last)}
+    missing = extract_frames(video, info, sorted(outs), outs)
+    assert missing == {last: "frame at t=9.500 s not returned by the decoder"}
+    assert outs[0].is_file() and outs[50].is_file() and not outs[last].exists()
+
+
+def test_a_packet_the_decoder_rejects_costs_only_its_frame(tmp_path):
+    from test_frames import zero_packet
+
+    video = make_video(tmp_path / "v.mp4", seconds=2, gop=1)
+    info = probe(video)
+    zero_packet(video, info.frame_time(20))  # H.264 refuses it outright (invalid data)
+    outs = {i: tmp_path / f"{i}.png" for i in (5, 20, 40)}
+    missing = extract_frames(video, info, sorted(outs), outs)
+    assert list(missing) == [20] and "rejected a packet" in missing[20]
+    reference = decoded_frames(make_video(tmp_path / "clean.mp4", seconds=2, gop=1))
+    for i in (5, 40):
+        got = cv2.imread(str(outs[i]))[:, :, ::-1].astype(float)
+        assert int(np.argmin([np.abs(got - f).mean() for f in reference])) == i
+
+
+def test_frames_above_max_pixels_are_refused_before_decoding(tmp_path):
+    video = make_video(tmp_path / "v.mp4", size="96x96", seconds=1)
+    with pytest.raises(
+        VideoError, match=r"frame size 96x96 \(9216 pixels\) above video.max_pixels=4096"
+    ):
+        probe(video, max_pixels=64 * 64)
+    assert probe(video, max_pixels=96 * 96).width == 96
+    row = probe_row("v", "t", str(video), str(video), VIDEO_CFG | {"max_pixels": 4096})
+    assert "video.max_pixels=4096" in row["error"] and row["n_frames"] is None
+    assert probe_row("v", "t", str(video), str(video), VIDEO_CFG)["error"] is None  # default
+
+
+def test_frame_times_are_recorded_and_a_constant_rate_falls_on_its_grid(tmp_path):
+    info = probe(make_video(tmp_path / "v.mp4", seconds=2, fps=30))
+    assert info.frame_times_s == pytest.approx([i / 30 for i in range(60)], abs=1e-9)
+    assert info.frame_interval_s == pytest.approx(1 / 30)
+    grid = VideoInfo(2.0, 30.0, 60, 96, 64, "h264", 0)  # a manifest without frame times
+    assert grid.frame_times_s == [i / 30 for i in range(60)]
+    for t in np.linspace(0, 2.1, 211):  # the synthetic truth's rule is the same
+        assert frame_index(info, t) == frame_index(grid, t) == frame_at(t, 30.0, 60)
+    assert frame_index(info, 1 / 30 - 1e-7) == 1  # a bound rounded to the microsecond
+    assert frame_index(info, 1.7 / 30) == 1  # the frame shown, not the nearest one
+
+
+def test_hole_rule():
+    times = [0.0, 0.04, 0.08, 0.12, 0.2, 0.24, 0.6, 0.64, 0.68]
+    info = VideoInfo(0.72, 25.0, len(times), 96, 64, "h264", 0, frame_times_s=times)
+    assert info.frame_interval_s == pytest.approx(0.04)
+    assert hole_at(info, 0.19) is None  # one dropped frame: 0.12 s is 70 ms old
+    assert hole_at(info, 0.3) is None  # the frame of 0.24 s is 60 ms old
+    assert "no frame near t=0.500 s" in hole_at(info, 0.5)  # 260 ms old
+    assert hole_at(info, 0.6) is None and hole_at(info, 0.68) is None
 
 
 def test_scene_cut_detection_skips_windows_that_span_a_cut(tmp_path):
