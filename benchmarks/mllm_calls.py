@@ -99,7 +99,8 @@ def prefilter_savings(tmp: Path) -> None:
         calls = stub.count
     results = wd / "results"
     frames = pd.concat(pd.read_parquet(p) for p in results.glob("frames/*/*.parquet"))
-    windows = int((frames["pair_id"].notna() & frames["skip"].isna()).sum())
+    extracted = frames["pair_id"].notna() & frames["skip"].isna() & frames["error"].isna()
+    windows = int(extracted.sum())
     judged = sum(len(pd.read_parquet(p)) for p in results.glob("judge/*/*.parquet"))
     print(f"  synthetic corpus ({config['sources'][0]['clips']} clips): {windows} windows, "
           f"{judged} judged after the prefilter: {windows - judged} judge calls saved "

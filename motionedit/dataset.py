@@ -471,8 +471,9 @@ def funnel(
         "windows": {
             "videos_failed": counts(fr.loc[fr["pair_id"].isna(), "error"]),
             "total": len(fr_pairs),
-            "extracted": int(fr_pairs["skip"].isna().sum()),
+            "extracted": int((fr_pairs["skip"].isna() & fr_pairs["error"].isna()).sum()),
             "skipped": counts(fr_pairs.loc[fr_pairs["skip"].notna(), "skip"]),
+            "failed": counts(fr_pairs.loc[fr_pairs["error"].notna(), "error"]),
         },
         "prefilter": {
             "candidates": len(pre),
