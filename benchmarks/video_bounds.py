@@ -7,12 +7,18 @@
 2. The frame timestamps of a 1-hour 60 fps video (216,000 of them, as the probe records
    them): their size in a manifest table, and the time to read them back and pick the
    frames of 100 windows.
+3. The largest video the default accepts (4096x4096, 9 s, three windows) through the real
+   workflow's fetch, frames and prefilter jobs: each job's peak memory, as Snakemake's
+   ``benchmark:`` files record it, against the ``mem_mb`` its rule declares (what a Slurm
+   job is killed past).
 
     .venv/bin/python benchmarks/video_bounds.py      # Linux: reads /proc/self/status
 """
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -110,10 +116,55 @@ def long_video(tmp: Path) -> None:
           f"in {pick_s * 1000:.0f} ms")  # fmt: skip
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def declared_mb(rule: str) -> int:
+    """The ``mem_mb`` a rule declares, read from its rule file."""
+    for smk in (ROOT / "rules").glob("*.smk"):
+        m = re.search(rf"^rule {rule}:\n(?:(?!^rule ).*\n)*?\s+mem_mb=(\d+)", smk.read_text(), re.M)
+        if m:
+            return int(m.group(1))
+    raise LookupError(rule)
+
+
+def largest_accepted(tmp: Path) -> bool:
+    side = 4096
+    video = tmp / "corpus" / "largest.mp4"
+    video.parent.mkdir()
+    subprocess.run(
+        [bundled_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+         f"testsrc2=size={side}x{side}:rate=24:duration=9", "-c:v", "libx264",
+         "-preset", "ultrafast", "-g", "48", "-pix_fmt", "yuv420p", str(video)],
+        check=True,
+    )  # fmt: skip
+    config = tmp / "config.yaml"
+    config.write_text(
+        "sources: [{name: big, kind: local, path_glob: corpus/*.mp4}]\nflow: {max_side: 256}\n"
+    )
+    snakemake = Path(sys.executable).with_name("snakemake")
+    subprocess.run(
+        [str(snakemake), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp),
+         "--configfile", str(config), "--cores", "2", "--until", "prefilter"],
+        check=True, capture_output=True, env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    print(f"{side}x{side}, 9 s, 3 windows (the largest frame video.max_pixels accepts):")
+    ok = True
+    for rule in ("fetch", "frames", "prefilter"):
+        tsv = next((tmp / "results" / "benchmarks" / rule).rglob("*.tsv"))
+        peak = float(pd.read_csv(tsv, sep="\t")["max_rss"].iloc[0])
+        limit = declared_mb(rule)
+        ok = ok and peak < limit
+        print(f"  {rule:9s} peak {peak:6.0f} MB of {limit} MB declared ({peak / limit:.0%})")
+    return ok
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ok = huge_frame(Path(tmp))
         long_video(Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp:
+        ok = largest_accepted(Path(tmp)) and ok
     return 0 if ok else 1
 
 
