@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,10 +160,30 @@ class Checkpoints:
         return state
 
     def save(self, state: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / (STATE_FILE + ".tmp")
-        torch.save({**state, "digest": self.digest}, tmp)
-        tmp.replace(self.dir / STATE_FILE)
+        atomic_save({**state, "digest": self.digest}, self.dir / STATE_FILE)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through a temporary file beside ``path`` and one ``os.replace``.
+
+    A kill mid-write must leave the previous file or none under ``path``, never a truncated
+    one that a resume would load or choke on. The rename is atomic only within one file
+    system, hence the temporary file in the same folder; its name is fixed per target, so a
+    killed write's leftover is overwritten by the next save instead of piling up (each
+    target has one writer). The fsync puts the bytes on disk before the name points at
+    them, so a crash of the machine, not just of the process, cannot leave an empty file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def rng_state(streams: dict[str, Any]) -> dict[str, Any]:

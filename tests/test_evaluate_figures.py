@@ -10,7 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import RendererAgg
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
+from matplotlib.patches import Rectangle
 from PIL import Image
 
 from motionedit.evaluate import figures
@@ -33,6 +36,58 @@ def png(path: Path) -> Image.Image:
     assert 300 <= rgb.width <= 4000 and 200 <= rgb.height <= 20000, rgb.size
     assert not list(path.parent.glob(f".{path.name}*")), "temporary file left behind"
     return rgb
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> dict[str, Figure]:
+    """Each Figure a drawing function saved, by file name.
+
+    The functions only write PNGs; reading their Figure back checks what is drawn (which
+    bars, how tall, which lines through which points) where pixel counts could only tell
+    that something of a colour is there.
+    """
+    figs: dict[str, Figure] = {}
+    save = figures._save
+
+    def keep(fig: Figure, path: str | Path) -> None:
+        figs[Path(path).name] = fig
+        save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    return figs
+
+
+def rgb255(colour) -> tuple[int, int, int]:
+    return tuple(round(255 * c) for c in to_rgb(colour))
+
+
+def texts(fig: Figure) -> list[str]:
+    """Every piece of text in the figure, legends and ticks included, spaces made plain."""
+    found = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+    return [t.replace("\xa0", " ") for t in found if isinstance(t, str) and t]
+
+
+def bars(ax) -> dict[tuple[int, int, int], list[tuple[float, float]]]:
+    """The bars of an axes by colour: (x centre, height) of each, left to right."""
+    found: dict[tuple[int, int, int], list[tuple[float, float]]] = {}
+    for patch in ax.patches:
+        if isinstance(patch, Rectangle):
+            centre = patch.get_x() + patch.get_width() / 2
+            found.setdefault(rgb255(patch.get_facecolor()), []).append((centre, patch.get_height()))
+    return {colour: sorted(b) for colour, b in found.items()}
+
+
+def hbars(ax) -> dict[str, float]:
+    """Horizontal bars as {y tick label: total width} (a row's stacked parts summed)."""
+    labels = {
+        round(t): label.get_text()
+        for t, label in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)
+    }
+    widths: dict[str, float] = {}
+    for patch in ax.patches:
+        row = labels[round(patch.get_y() + patch.get_height() / 2)]
+        widths[row] = widths.get(row, 0.0) + patch.get_width()
+    return widths
 
 
 def count_colour(image: Image.Image, colour: tuple[int, int, int], tol: int = 2) -> int:
@@ -94,27 +149,67 @@ def grid_inputs(tmp_path: Path) -> tuple[list[GridSample], list[str]]:
     return samples, ["small", "none", "gone", "corrupt"]
 
 
-def test_mas_curves_draws_every_run(tmp_path: Path) -> None:
+def test_mas_curves_draws_every_run(tmp_path: Path, drawn) -> None:
     runs = {"nft": metrics(), "nft-lr": metrics(offset=1.5), "crashed": metrics().iloc[1:5]}
     figures.mas_curves(runs, tmp_path / "mas.png")
     image = png(tmp_path / "mas.png")
     assert count_colour(image, BLUE) > 200 and count_colour(image, ORANGE) > 200
+    fig = drawn["mas.png"]
+    [ax] = fig.axes
+    curves = {line.get_label(): line for line in ax.lines if not line.get_label().startswith("_")}
+    assert list(curves) == ["nft", "nft-lr"]
+    for name, colour, offset in (("nft", BLUE, 0.0), ("nft-lr", ORANGE, 1.5)):
+        # Only the evaluated steps, NaN rows skipped: the base model at 0, then every 10.
+        assert list(curves[name].get_xdata()) == [0, 10, 20, 30]
+        assert list(curves[name].get_ydata()) == pytest.approx(
+            [80 + offset + s for s in (0, 1, 2, 3)]
+        )
+        assert rgb255(curves[name].get_color()) == colour
+    # The run without an evaluation is still listed, and so is each run's base level.
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["nft", "nft-lr", "crashed (no evaluation)", "base model (step 0)"]
+    assert {"base 80.00", "base 81.50"} <= set(texts(fig))
 
 
-def test_reward_curves_draws_reward_band_and_skip_panel(tmp_path: Path) -> None:
+def test_reward_curves_draws_reward_band_and_skip_panel(tmp_path: Path, drawn) -> None:
     figures.reward_curves({"nft": metrics(), "empty": pd.DataFrame()}, tmp_path / "r.png")
     image = png(tmp_path / "r.png")
     assert count_colour(image, BLUE) > 500
+    fig = drawn["r.png"]
+    ax, ax_skip = fig.axes
+    steps = np.arange(1, 31)
+    mean = 0.8 + 0.003 * steps
+    # The band: mean ± std (0.02) over every training step, in the run's colour.
+    [band] = ax.collections
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert (ys.min(), ys.max()) == pytest.approx((mean.min() - 0.02, mean.max() + 0.02))
+    assert rgb255(band.get_facecolor()[0]) == BLUE
+    # The mean and one line per reward component, not the reward_s timing.
+    total, motion, appearance = ax.lines
+    assert list(total.get_ydata()) == pytest.approx(mean)
+    assert list(motion.get_ydata()) == pytest.approx(0.82 + 0.003 * steps)
+    assert list(appearance.get_ydata()) == pytest.approx([0.78] * 30)
+    styles = {motion.get_linestyle(), appearance.get_linestyle()}
+    assert total.get_linestyle() == "-" and styles == {"--", ":"}
+    # The skip panel: the share of groups the filter skipped, in percent.
+    [skipped] = ax_skip.lines
+    assert list(skipped.get_xdata()) == list(steps)
+    assert list(skipped.get_ydata()) == pytest.approx(100 * (steps % 4) / 4)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:2] == ["nft", "empty (no training rows)"]
+    assert "motion component (mean)" in legend and "appearance component (mean)" in legend
+    assert not any(label.startswith("s component") for label in legend)
 
 
 @pytest.mark.parametrize("draw", [figures.mas_curves, figures.reward_curves])
-def test_no_runs_gives_a_figure_not_an_exception(tmp_path: Path, draw) -> None:
+def test_no_runs_gives_a_figure_not_an_exception(tmp_path: Path, draw, drawn) -> None:
     draw({}, tmp_path / "empty.png")
     png(tmp_path / "empty.png")
+    assert "no MotionNFT runs configured" in texts(drawn["empty.png"])
 
 
 def test_sample_grid_renders_missing_corrupt_and_mixed_size_edits(
-    tmp_path: Path, grid_inputs
+    tmp_path: Path, grid_inputs, drawn
 ) -> None:
     samples, models = grid_inputs
     figures.sample_grid(samples, models, tmp_path / "grid.png")
@@ -123,6 +218,28 @@ def test_sample_grid_renders_missing_corrupt_and_mixed_size_edits(
     assert count_colour(image, GREY_TILE, tol=1) > 6 * 0.5 * 230 * 230
     # The 8x8 edit is blown up to the tile size, not drawn at 8 px.
     assert count_colour(image, (40, 40, 220)) > 2 * 0.8 * 230 * 230
+    # Tile by tile (input, target, then the models): an image where there is one, at its
+    # own pixel size, and otherwise the reason in the grey tile.
+    fig = drawn["grid.png"]
+    tiles = fig.axes
+    assert len(tiles) == 2 * (2 + len(models))
+    for row in range(2):
+        inp, tgt, small, none, gone, corrupt = tiles[row * 6 : row * 6 + 6]
+        shapes = [
+            tile.images[0].get_array().shape[:2] if tile.images else None
+            for tile in (inp, tgt, small)
+        ]
+        assert shapes == [(64, 96), (64, 96), (8, 8)]
+        reasons = [
+            " ".join(t.get_text() for t in tile.texts).replace("-\n", "-").replace("\n", " ")
+            for tile in (none, gone, corrupt)
+        ]  # unwrapped
+        assert all(not tile.images for tile in (none, gone, corrupt))
+        assert reasons[0].startswith("CUDA out of memory")  # the model's own error
+        assert reasons[1] == "file not found: does-not-exist.png"
+        assert reasons[2].startswith("unreadable image: UnidentifiedImageError")
+    shown = texts(fig)
+    assert "96×64 px" in shown and "8×8 px" in shown
 
 
 def test_sample_grid_grows_with_samples_and_models(tmp_path: Path, grid_inputs) -> None:
@@ -164,12 +281,31 @@ STATS = {
     [STATS, {}, {"judge": {"reasons": {"ok": 3}}}, {"prefilter": {"kept": 5, "reasons": None}}],
     ids=["full", "empty", "only-ok", "partial"],
 )
-def test_dataset_funnel_shows_what_is_there(tmp_path: Path, stats: dict) -> None:
+def test_dataset_funnel_shows_what_is_there(tmp_path: Path, stats: dict, drawn) -> None:
     figures.dataset_funnel(stats, tmp_path / "funnel.png")
     png(tmp_path / "funnel.png")
+    fig = drawn["funnel.png"]
+    if not fig.axes:  # nothing but "ok" reasons, or nothing at all: a figure saying so
+        assert stats in ({}, {"judge": {"reasons": {"ok": 3}}})
+        assert "no dataset statistics recorded" in texts(fig)
+        return
+    stages, reasons = fig.axes[:2]
+    expected_stages = {
+        "full": {
+            "videos": 160, "usable videos": 150, "clip windows": 322, "prefilter kept": 198,
+            "judge kept": 152, "pairs (train + bench)": 138 + 14,
+        },
+        "partial": {"prefilter kept": 5},
+    }  # fmt: skip
+    expected_reasons = {"full": {"quality:noise": 46, "static": 29}, "partial": {}}
+    kind = "full" if stats is STATS else "partial"
+    assert hbars(stages) == expected_stages[kind]
+    assert hbars(reasons) == expected_reasons[kind]  # "ok" is what was kept, not a drop
+    if kind == "partial":
+        assert "no drop reasons recorded" in texts(fig)
 
 
-def test_category_histogram_counts_unknown_categories(tmp_path: Path) -> None:
+def test_category_histogram_counts_unknown_categories(tmp_path: Path, drawn) -> None:
     table = pd.DataFrame(
         {
             "split": ["train"] * 5 + ["bench"] * 2,
@@ -178,8 +314,16 @@ def test_category_histogram_counts_unknown_categories(tmp_path: Path) -> None:
     )
     figures.category_histogram(table, tmp_path / "cat.png")
     png(tmp_path / "cat.png")
+    [ax] = drawn["cat.png"].axes
+    # Most pairs first, then the ones without a category (None and NaN alike) as "unknown".
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["pose", "locomotion", "unknown"]
+    heights = {colour: [h for _, h in b] for colour, b in bars(ax).items()}
+    assert heights == {rgb255("#4c72b0"): [2, 1, 2], rgb255("#dd8452"): [1, 0, 1]}
+    legend = [t.get_text() for t in drawn["cat.png"].legends[0].get_texts()]
+    assert legend == ["train (5 pairs)", "bench (2 pairs)"]
     figures.category_histogram(table.iloc[:0], tmp_path / "none.png")
     png(tmp_path / "none.png")
+    assert "no pairs to count" in texts(drawn["none.png"])
 
 
 def scores(b_values: list[float]) -> pd.DataFrame:
@@ -197,7 +341,7 @@ def scores(b_values: list[float]) -> pd.DataFrame:
     )
 
 
-def test_metric_by_category_leaves_nan_out(tmp_path: Path) -> None:
+def test_metric_by_category_leaves_nan_out(tmp_path: Path, drawn) -> None:
     figures.metric_by_category(scores([50.0, 55.0, 52.0]), "mas", tmp_path / "full.png")
     figures.metric_by_category(scores([math.nan] * 3), "mas", tmp_path / "nan.png", label="MAS")
     full, nan = png(tmp_path / "full.png"), png(tmp_path / "nan.png")
@@ -205,14 +349,37 @@ def test_metric_by_category_leaves_nan_out(tmp_path: Path) -> None:
     assert count_colour(full, ORANGE) > 5000
     assert count_colour(nan, ORANGE) < 1000
     assert count_colour(nan, BLUE) > 5000
+    # One bar per category and model, as tall as its score; a NaN score has no bar at all
+    # (a zero-height one would read as a score of 0).
+    [ax_full], [ax_nan] = drawn["full.png"].axes, drawn["nan.png"].axes
+    for ax in (ax_full, ax_nan):
+        assert [t.get_text() for t in ax.get_xticklabels()] == [
+            "pose\n(n=4)",
+            "locomotion\n(n=6)",
+            "all\n(n=10)",
+        ]
+    full_bars, nan_bars = bars(ax_full), bars(ax_nan)
+    assert [h for _, h in full_bars[BLUE]] == [60.0, 70.0, 65.0]
+    assert [h for _, h in full_bars[ORANGE]] == [50.0, 55.0, 52.0]
+    # Side by side within each category: a's bar left of b's.
+    assert all(
+        a < b < a + 1 for (a, _), (b, _) in zip(full_bars[BLUE], full_bars[ORANGE], strict=True)
+    )
+    assert [h for _, h in nan_bars[BLUE]] == [60.0, 70.0, 65.0] and ORANGE not in nan_bars
+    # Only a's scores have an interval, drawn as a whisker from lo to hi on each of its bars.
+    [whiskers] = [c for c in ax_nan.collections if len(c.get_segments()) == 3]
+    spans = sorted((seg[:, 1].min(), seg[:, 1].max()) for seg in whiskers.get_segments())
+    assert spans == [(55.0, 65.0), (60.0, 70.0), (65.0, 75.0)]
 
 
-def test_metric_by_category_with_no_values_gives_a_figure(tmp_path: Path) -> None:
+def test_metric_by_category_with_no_values_gives_a_figure(tmp_path: Path, drawn) -> None:
     table = scores([math.nan] * 3).assign(mas=math.nan)
     figures.metric_by_category(table, "mas", tmp_path / "m.png")
     png(tmp_path / "m.png")
+    assert "no mas values to show (all NaN)" in texts(drawn["m.png"])
     figures.metric_by_category(pd.DataFrame(), "mas", tmp_path / "e.png")
     png(tmp_path / "e.png")
+    assert "no mas values to show" in texts(drawn["e.png"])
 
 
 def test_wrapped_text_never_runs_past_its_width() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
-import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -63,6 +65,79 @@ GOOD_PARSED = {"ok": True, "note": "fine"}
 GOOD = json.dumps(GOOD_PARSED)
 
 
+class VirtualClock:
+    """A clock that only waits move, for a caller's retries and rate limiter.
+
+    ``install`` makes a caller wait with it: every wait asked for is recorded in ``sleeps``
+    and moves ``now`` on at once, so a test checks the waits themselves (deterministic and
+    instant) instead of timing the wall clock on a machine busy with other work.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if seconds > 0:  # at least one tick, as a real clock: rounding can ask for 1e-17 s
+            self.now = max(self.now + seconds, math.nextafter(self.now, math.inf))
+        await asyncio.sleep(0)  # the other calls still take their turn
+
+    def install(self, caller):
+        caller.clock, caller.sleep = self, self.sleep
+        return caller
+
+
+class Held:
+    """An answer the server holds until ``release`` is set (or ``limit_s`` passes).
+
+    A client that gives up at its timeout returns while its calls are still held, so
+    ``answered`` is 0 then; a client that waited for the server would only return after an
+    answer went out. That tells the two apart without timing anything.
+    """
+
+    def __init__(self, answer: Callable[[dict], Any], limit_s: float = 10.0) -> None:
+        self.answer, self.limit_s = answer, limit_s
+        self.release = threading.Event()
+        self.answered = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, body: dict) -> Any:
+        self.release.wait(self.limit_s)
+        with self.lock:
+            self.answered += 1
+        return self.answer(body)
+
+
+class Gate:
+    """Counts the answers being worked on at once (``peak``). The first ``width`` calls are
+    held until that many are in (or ``limit_s`` passes), so a caller that sends fewer at a
+    time shows as a lower peak, not as a slower run, and one that sends more as a higher
+    peak."""
+
+    def __init__(self, answer: Callable[[dict], Any], width: int, limit_s: float = 2.0) -> None:
+        self.answer, self.width, self.limit_s = answer, width, limit_s
+        self.now = self.peak = self.arrived = 0
+        self.cond = threading.Condition()
+
+    def __call__(self, body: dict) -> Any:
+        with self.cond:
+            self.now += 1
+            self.arrived += 1
+            self.peak = max(self.peak, self.now)
+            self.cond.notify_all()
+            if self.arrived <= self.width:
+                self.cond.wait_for(lambda: self.peak >= self.width, timeout=self.limit_s)
+        try:
+            return self.answer(body)
+        finally:
+            with self.cond:
+                self.now -= 1
+
+
 @pytest.fixture
 def key(monkeypatch):
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
@@ -103,9 +178,10 @@ def test_success_is_parsed_cached_and_never_asked_twice(tmp_path, key):
 def test_429_waits_for_the_servers_retry_delay_then_succeeds(tmp_path, key):
     with GeminiStub(answer=lambda body: GOOD) as stub:
         stub.script.append({"status": 429, "retry_delay": "0.6s"})
-        start = time.monotonic()
-        [reply] = GeminiCaller(transport(tmp_path, stub.url), LOG).run(requests(1), "t")
-        assert time.monotonic() - start >= 0.6  # not the 0.05 s backoff
+        clock = VirtualClock()
+        caller = clock.install(GeminiCaller(transport(tmp_path, stub.url), LOG))
+        [reply] = caller.run(requests(1), "t")
+        assert clock.now == pytest.approx(0.6)  # the server's delay, not the 0.05 s backoff
         assert reply.error is None and reply.attempts == 2 and stub.count == 2
 
 
@@ -123,13 +199,15 @@ def test_500_is_retried_and_a_lasting_500_is_an_error_row_not_cached(tmp_path, k
 
 
 def test_a_hang_past_the_timeout_is_a_timeout_row(tmp_path, key):
-    with GeminiStub(answer=lambda body: GOOD) as stub:
-        stub.script.extend([{"hang": 2.0}, {"hang": 2.0}])
-        cfg = transport(tmp_path, stub.url, timeout_s=0.4, max_attempts=2)
-        start = time.monotonic()
-        [reply] = GeminiCaller(cfg, LOG).run(requests(1), "t")
-        assert reply.error.startswith("timeout: no answer within 0.4 s")
-        assert time.monotonic() - start < 3.0  # the server would hold both tries for 4 s
+    held = Held(lambda body: GOOD)
+    with GeminiStub(answer=held) as stub:
+        try:
+            cfg = transport(tmp_path, stub.url, timeout_s=0.4, max_attempts=2)
+            [reply] = GeminiCaller(cfg, LOG).run(requests(1), "t")
+            assert held.answered == 0  # both tries given up while the server still held them
+        finally:
+            held.release.set()
+        assert reply.error.startswith("timeout: no answer within 0.4 s") and reply.attempts == 2
 
 
 @pytest.mark.parametrize(
@@ -222,41 +300,37 @@ def test_concurrent_calls_keep_order_and_stay_within_the_quota(tmp_path, key):
         n = body["contents"][0]["parts"][-1]["text"].split()[-1]
         return json.dumps({"ok": True, "note": n})
 
-    with GeminiStub(answer=answer, latency_s=0.05, requests_per_minute=1200) as stub:
+    gate = Gate(answer, width=8)
+    with GeminiStub(answer=gate, requests_per_minute=1200) as stub:
         cfg = transport(tmp_path, stub.url, concurrency=8, requests_per_minute=1200)
-        start = time.monotonic()
-        replies = GeminiCaller(cfg, LOG).run(requests(30), "t")
-        took = time.monotonic() - start
+        clock = VirtualClock()
+        replies = clock.install(GeminiCaller(cfg, LOG)).run(requests(30), "t")
         assert [r.parsed["note"] for r in replies] == [str(i) for i in range(30)]
-        assert stub.rejected == 0
-        assert took >= (30 - 20) / 20  # 20 requests a second after a burst of one second's worth
+        assert stub.rejected == 0 and stub.count == 30
+        assert gate.peak == 8  # as many at once as configured, never more
+        # A burst of one second's worth (20), then 20 a second: the 10 past the burst were
+        # held back 1/20 s each.
+        assert sum(clock.sleeps) == pytest.approx((30 - 20) / 20)
+        assert clock.now == pytest.approx((30 - 20) / 20)
 
 
 def test_the_limiter_spaces_requests_and_holds_on_a_pause():
-    clock = [0.0]
-    limiter = RateLimiter(60, None, burst_seconds=1.0, clock=lambda: clock[0])
+    clock = VirtualClock()
+    limiter = RateLimiter(60, None, burst_seconds=1.0, clock=clock, sleep=clock.sleep)
 
-    async def take(n):
-        sleeps = []
-        real_sleep = asyncio.sleep
-
-        async def fake_sleep(s):
-            sleeps.append(s)
-            clock[0] += s
-            await real_sleep(0)
-
-        asyncio.sleep, saved = fake_sleep, asyncio.sleep
-        try:
+    def take(n: int) -> list[float]:
+        async def acquire() -> None:
             for _ in range(n):
                 await limiter.acquire(10)
-        finally:
-            asyncio.sleep = saved
-        return sleeps
 
-    assert asyncio.run(take(1)) == []  # the burst allowance
-    assert asyncio.run(take(2)) == pytest.approx([1.0, 1.0])  # then one a second
+        clock.sleeps.clear()
+        asyncio.run(acquire())
+        return list(clock.sleeps)
+
+    assert take(1) == []  # the burst allowance
+    assert take(2) == pytest.approx([1.0, 1.0])  # then one a second
     limiter.pause(5.0)
-    assert sum(asyncio.run(take(1))) == pytest.approx(5.0)
+    assert sum(take(1)) == pytest.approx(5.0)
 
 
 def test_cache_writes_from_many_threads_leave_whole_entries(tmp_path):
@@ -312,28 +386,19 @@ def test_large_frames_are_downscaled_with_a_key_from_the_original_file(tmp_path)
 
 
 def test_the_token_quota_holds_calls_back_and_counts_what_the_server_reports():
-    clock = [0.0]
-    limiter = RateLimiter(None, 600, burst_seconds=1.0, clock=lambda: clock[0])  # 10 tokens/s
+    clock = VirtualClock()  # 10 tokens/s below
+    limiter = RateLimiter(None, 600, burst_seconds=1.0, clock=clock, sleep=clock.sleep)
 
-    async def take(tokens):
-        async def fake_sleep(s):
-            clock[0] += s
+    def take(tokens: float) -> float:
+        start = clock.now
+        asyncio.run(limiter.acquire(tokens))
+        return clock.now - start
 
-        saved, asyncio.sleep = asyncio.sleep, fake_sleep
-        try:
-            start = clock[0]
-            await limiter.acquire(tokens)
-            return clock[0] - start
-        finally:
-            asyncio.sleep = saved
-
-    assert asyncio.run(take(10)) == 0  # the one-second burst
-    assert asyncio.run(take(5)) == pytest.approx(0.5)
+    assert take(10) == 0  # the one-second burst
+    assert take(5) == pytest.approx(0.5)
     limiter.settle(estimated=5, actual=25)  # the server counted 20 more: they are owed
-    assert asyncio.run(take(5)) == pytest.approx(2.5)
-    assert asyncio.run(take(50)) == pytest.approx(
-        1.0
-    )  # larger than the bucket: waits for a full one
+    assert take(5) == pytest.approx(2.5)
+    assert take(50) == pytest.approx(1.0)  # larger than the bucket: waits for a full one
 
 
 CRASHING_RUN = """
@@ -351,25 +416,39 @@ def test_a_run_killed_mid_way_asks_only_the_unanswered_on_restart(tmp_path, key)
     import subprocess
     import sys
 
-    with GeminiStub(answer=lambda body: GOOD, latency_s=0.05) as stub:
+    from motionedit.mllm.cache import AnswerCache
+
+    def question(body: dict) -> str:
+        return body["contents"][0]["parts"][-1]["text"]
+
+    twelve = threading.Event()
+
+    def answer(body):
+        if stub.count >= 12:
+            twelve.set()
+        return GOOD
+
+    with GeminiStub(answer=answer, latency_s=0.05) as stub:
         cfg = transport(tmp_path, stub.url, concurrency=2)
         (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
         script = CRASHING_RUN.format(
             paths=[str(ROOT), str(ROOT / "tests")], cfg=str(tmp_path / "cfg.yaml")
         )
         proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while stub.count < 12 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert twelve.wait(60), "the run asked fewer than 12 questions"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        time.sleep(0.5)  # requests already on the wire reach the server's count
-        first = stub.count
-        stored = len(list((tmp_path / "cache").glob("*/*.json")))
-        assert 0 < stored < 40 and first >= stored
-        replies = GeminiCaller(cfg, LOG).run(requests(40), "t")
+    cache = AnswerCache(tmp_path / "cache")
+    asked = requests(40)
+    unanswered = {f"question {i}" for i, r in enumerate(asked) if cache.get(r.key) is None}
+    assert 0 < len(unanswered) < 40
+    # The restart talks to a new server, so a call of the killed run still on its way to
+    # the old one cannot be mistaken for a question asked again.
+    with GeminiStub(answer=lambda body: GOOD) as stub:
+        replies = GeminiCaller(transport(tmp_path, stub.url, concurrency=2), LOG).run(asked, "t")
         assert all(r.error is None for r in replies)
-        assert stub.count - first == 40 - stored  # nothing answered before the kill is asked again
+        again = [question(body) for body in stub.calls]
+    assert sorted(again) == sorted(unanswered)  # nothing answered before the kill, once each
 
 
 def test_batch_jobs_are_all_recorded_before_waiting_and_only_failures_are_resubmitted(

@@ -8,12 +8,12 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import MODEL_STACK, ROOT, unimportable
 from openai_stub import OpenAIStub, request_image_urls, request_texts
 from pydantic import BaseModel
+from test_mllm_gemini import VirtualClock
 
 from motionedit.mllm import CallSettings, Image, MLLMError, OpenAICaller, Request, Usage
 
@@ -93,17 +93,20 @@ def test_without_a_cache_dir_nothing_is_cached_but_equal_questions_are_asked_onc
 
 def test_a_429_with_retry_after_is_waited_and_retried(stub):
     stub.queue({"status": 429, "retry_after": "0.4"})
-    start = time.monotonic()
-    [reply] = caller(stub.url, backoff_s=0.0).run([grade(0)], "t")
+    clock = VirtualClock()
+    [reply] = clock.install(caller(stub.url, backoff_s=0.0)).run([grade(0)], "t")
     assert reply.error is None and reply.attempts == 2 and stub.count == 2
-    assert stub.arrivals[1] - stub.arrivals[0] >= 0.38
-    assert time.monotonic() - start < 2.0
+    assert clock.now == pytest.approx(0.4)  # the server's Retry-After, and no more
 
 
 def test_a_retry_after_beyond_the_cap_is_cut_to_it(stub):
     stub.queue({"status": 503, "retry_after": "3600"})
-    [reply] = caller(stub.url, backoff_s=0.0, max_retry_after_s=0.2).run([grade(0)], "t")
-    assert reply.error is None and stub.arrivals[1] - stub.arrivals[0] < 1.0
+    clock = VirtualClock()
+    [reply] = clock.install(caller(stub.url, backoff_s=0.0, max_retry_after_s=0.2)).run(
+        [grade(0)], "t"
+    )
+    assert reply.error is None and stub.count == 2
+    assert clock.sleeps == pytest.approx([0.2])
 
 
 def test_lasting_failures_and_client_errors_are_error_replies(stub):

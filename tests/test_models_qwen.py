@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -158,16 +157,24 @@ def test_edit_is_the_adapters_sample(plus):
     assert np.abs(pixels(edited[0]) - pixels(tensor_to_pil(sampled)[0])).max() <= 1
 
 
-def test_edit_with_true_cfg_at_the_edit_size(plus):
+def test_edit_with_true_cfg_at_the_edit_size(plus, monkeypatch):
     adapter = make_adapter(plus)
     module = sys.modules[type(adapter.pipe).__call__.__module__]
     original = module.calculate_dimensions
     images = [inputs()[0], sample_image(80, 60, seed=5)]
-    start = time.perf_counter()
+    # What the VAE encodes is what the pipeline resized the input to: the edit size, not
+    # the pipeline's own 1024x1024 (which made a toy edit take seconds).
+    encoded: list[tuple[int, int]] = []
+    encode = adapter.pipe.vae.encode
+
+    def watched(x, *args, **kwargs):
+        encoded.append((x.shape[-1], x.shape[-2]))
+        return encode(x, *args, **kwargs)
+
+    monkeypatch.setattr(adapter.pipe.vae, "encode", watched)
     edited = adapter.edit(images, PROMPTS, seed=3)
-    elapsed = time.perf_counter() - start
     assert [im.size for im in edited] == [SIZE, SIZE]
-    assert elapsed < 5, f"an edit at {SIZE} took {elapsed:.1f} s: the 1024x1024 resize is back"
+    assert encoded and set(encoded) == {SIZE}, f"the VAE encoded {encoded}, not {SIZE}"
     assert module.calculate_dimensions is original
     again = adapter.edit(images, PROMPTS, seed=3)
     assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(edited, again, strict=True))

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import copy
+import io
 import logging
+import os
 import textwrap
+from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,10 +20,16 @@ from safetensors.torch import load_file
 from test_inference import make_bench
 
 from motionedit.config import validate_config
-from motionedit.models import editor_settings, load_editor
+from motionedit.models import ModelError, editor_settings, load_editor
 from motionedit.models.base import LORA_WEIGHT_NAME
-from motionedit.nft.trainer import METRIC_COLUMNS, loss_noise, run_motionnft
-from motionedit.training import STATE_FILE
+from motionedit.nft.trainer import (
+    METRIC_COLUMNS,
+    MotionNFT,
+    loss_noise,
+    rank_rng_file,
+    run_motionnft,
+)
+from motionedit.training import STATE_FILE, Checkpoints
 
 LOG = logging.getLogger("test-nft")
 
@@ -228,7 +238,7 @@ def test_two_processes_under_accelerate_launch_train_together(setup, tmp_path):
     _, train, bench, config = setup
     settings = {
         "name": "nft",
-        "run": copy.deepcopy(config["train"]["nft"]) | {"steps": 2, "eval_every": 0},
+        "run": copy.deepcopy(config["train"]["nft"]) | {"steps": 3, "eval_every": 0},
         "editor": editor_settings(config, "kontext"),
         "config": config,
         "train_table": str(train),
@@ -238,15 +248,195 @@ def test_two_processes_under_accelerate_launch_train_together(setup, tmp_path):
         "log": str(tmp_path / "train.log"),
     }
     summary = launch(settings, processes=2, logger=LOG, cpu=True)
-    assert summary["steps"] == 2
+    assert summary["steps"] == 3
+    # The checkpoint at step 2: process 1's generators, tagged with their step, then state.pt.
+    state = tmp_path / "state"
+    rng = torch.load(state / "rng-1-step-000002.pt", weights_only=True)
+    assert rng["step"] == 2 == torch.load(state / STATE_FILE, weights_only=True)["step"]
     assert (tmp_path / "out" / LORA_WEIGHT_NAME).is_file()
     assert (tmp_path / "train.log.rank1").is_file() and (tmp_path / "train.log.rank0").is_file()
-    single = run(setup, tmp_path / "one", tmp_path / "state-one", steps=2, eval_every=0)
-    assert single["steps"] == 2
-    # Two processes saw twice the prompts per step, so the weights differ from one process's.
     a = load_file(tmp_path / "out" / LORA_WEIGHT_NAME)
+    # Launched again, both processes resume at step 2 (process 1 from its own file) and
+    # redo step 3 exactly.
+    assert launch(settings, processes=2, logger=LOG, cpu=True)["steps"] == 3
+    assert "resumed at step 2" in (tmp_path / "train.log.rank1").read_text()
+    again = load_file(tmp_path / "out" / LORA_WEIGHT_NAME)
+    assert all(torch.allclose(a[k], again[k], atol=1e-6) for k in a)
+    single = run(setup, tmp_path / "one", tmp_path / "state-one", steps=3, eval_every=0)
+    assert single["steps"] == 3
+    # Two processes saw twice the prompts per step, so the weights differ from one process's.
     b = load_file(tmp_path / "one" / LORA_WEIGHT_NAME)
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def as_process(monkeypatch, rank: int, at_barrier: Callable[[], None] | None = None) -> None:
+    """Train as process ``rank`` of a launch without launching: accelerate's own Accelerator
+    with its rank overridden. There is one process, so no collective operation waits;
+    ``at_barrier`` runs at each ``wait_for_everyone``."""
+    import accelerate
+
+    class Process(accelerate.Accelerator):
+        process_index = rank
+        is_main_process = rank == 0
+
+        def wait_for_everyone(self):
+            if at_barrier is not None:
+                at_barrier()
+            super().wait_for_everyone()
+
+    monkeypatch.setattr(accelerate, "Accelerator", Process)
+
+
+def spy_rng(monkeypatch) -> tuple[list, list]:
+    """The generator states each trainer saved (with its step) and was set to, in order."""
+    saved, restored = [], []
+    rng_state, set_rng_state = MotionNFT.rng_state, MotionNFT.set_rng_state
+
+    def saving(self):
+        state = rng_state(self)
+        saved.append((self.step, state))
+        return state
+
+    def restoring(self, rng):
+        restored.append(rng)
+        set_rng_state(self, rng)
+
+    monkeypatch.setattr(MotionNFT, "rng_state", saving)
+    monkeypatch.setattr(MotionNFT, "set_rng_state", restoring)
+    return saved, restored
+
+
+def same_rng(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k] for k in a
+    )
+
+
+def test_a_kill_between_a_processs_generators_and_the_state_resumes_the_states_step(
+    setup, tmp_path, monkeypatch
+):
+    """Process 1 checkpoints steps 2 and 4; the main process is killed before its step-4
+    state.pt. Process 1 must resume with its step-2 generators, not the step-4 ones."""
+    state = tmp_path / "state"
+    spec = {"steps": 5, "eval_every": 0}
+    saved, restored = spy_rng(monkeypatch)
+    with monkeypatch.context() as m:
+        as_process(m, 1)
+        assert run(setup, tmp_path / "out1", state, **spec) == {}  # only the main one reports
+    rank1_step2 = next(rng for step, rng in saved if step == 2)
+    assert not same_rng(rank1_step2, next(rng for step, rng in saved if step == 4))
+
+    save = Checkpoints.save
+
+    def killed_at_step_4(self, payload):
+        if payload["step"] == 4:
+            raise KeyboardInterrupt("killed")
+        save(self, payload)
+
+    with monkeypatch.context() as m:
+        m.setattr(Checkpoints, "save", killed_at_step_4)
+        with pytest.raises(KeyboardInterrupt):
+            run(setup, tmp_path / "out0", state, **spec)
+    assert torch.load(state / STATE_FILE, weights_only=True)["step"] == 2
+
+    restored.clear()
+    with monkeypatch.context() as m:
+        as_process(m, 1)
+        run(setup, tmp_path / "out1", state, **spec)
+    # First the main process's generators from state.pt, then process 1's own.
+    assert len(restored) == 2 and same_rng(restored[1], rank1_step2)
+
+
+@pytest.mark.parametrize("stale", [0, 4, None], ids=["earlier", "later", "missing"])
+def test_a_process_refuses_generators_that_are_not_of_the_states_step(
+    setup, tmp_path, monkeypatch, stale
+):
+    """Fresh seeds would quietly train another run than the one resumed: refused instead."""
+    state = tmp_path / "state"
+    run(setup, tmp_path / "out0", state, steps=3, eval_every=0)  # state.pt at step 2
+    if stale is not None:
+        # e.g. copied in from another run, or the older single-file layout renamed
+        torch.save({"step": stale, "rng": {}}, rank_rng_file(state, 1, 2))
+    as_process(monkeypatch, 1)
+    with pytest.raises(ModelError) as refusal:
+        run(setup, tmp_path / "out1", state, steps=3, eval_every=0)
+    message = str(refusal.value)
+    assert f"{state}/rng-1-" in message and f"delete the checkpoint folder {state}" in message
+    assert ("missing" if stale is None else f"step {stale}, but") in message
+
+
+def torn_torch_save(monkeypatch) -> None:
+    """``torch.save`` that dies halfway through its bytes, as a kill or a full disk would."""
+    real = torch.save
+
+    def torn(obj, f, *args, **kwargs):
+        buffer = io.BytesIO()
+        real(obj, buffer, *args, **kwargs)
+        half = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+        if isinstance(f, str | os.PathLike):
+            Path(f).write_bytes(half)
+        else:
+            f.write(half)
+            f.flush()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", torn)
+
+
+def torn_save_lora(monkeypatch) -> None:
+    from motionedit.models.base import EditorAdapter
+
+    real = EditorAdapter.save_lora
+
+    def torn(self, directory, adapter_name="default"):
+        path = real(self, directory, adapter_name)
+        path.write_bytes(path.read_bytes()[:100])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(EditorAdapter, "save_lora", torn)
+
+
+@pytest.mark.parametrize(
+    ("rank", "tear"),
+    [(1, torn_torch_save), (0, torn_save_lora), (0, torn_torch_save)],
+    ids=["process-generators", "main-lora", "main-state"],
+)
+def test_an_interrupted_checkpoint_write_leaves_no_file_under_its_name(
+    setup, tmp_path, monkeypatch, rank, tear
+):
+    state = tmp_path / "state"
+    as_process(monkeypatch, rank)
+    tear(monkeypatch)
+    with pytest.raises(OSError, match="No space left"):
+        run(setup, tmp_path / "out", state, steps=3, eval_every=0)
+    names = sorted(p.name for p in state.iterdir() if not p.name.startswith("."))
+    if tear is torn_save_lora:
+        assert "step-000002" not in names
+    elif rank == 0:
+        assert "step-000002" in names  # written whole before the state
+    assert STATE_FILE not in names and not [n for n in names if n.startswith("rng-")]
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_the_state_is_written_after_every_processs_generators(setup, tmp_path, monkeypatch, rank):
+    """``state.pt`` marks a step as whole: the main process writes it only past a barrier
+    that the other processes reach with their generators already on disk."""
+    state = tmp_path / "state"
+    seen = []
+
+    def look():
+        seen.append(
+            (state.joinpath(STATE_FILE).is_file(), sorted(p.name for p in state.glob("rng-*")))
+        )
+
+    as_process(monkeypatch, rank, look)
+    run(setup, tmp_path / "out", state, steps=3, eval_every=0)  # a checkpoint at step 2
+    if rank == 0:
+        assert seen == [(False, [])] and (state / STATE_FILE).is_file()
+    else:
+        assert seen == [(False, ["rng-1-step-000002.pt"])]
+        payload = torch.load(state / "rng-1-step-000002.pt", weights_only=True)
+        assert payload["step"] == 2 and {"sampler", "noise", "train"} <= payload["rng"].keys()
 
 
 @pytest.mark.parametrize("plus", [False, True], ids=["edit", "edit-plus"])

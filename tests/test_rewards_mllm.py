@@ -6,11 +6,11 @@ import math
 import re
 import socket
 import threading
-import time
 
 import pytest
 from openai_stub import OpenAIStub, decode_data_uri, request_image_urls, request_texts
 from PIL import Image
+from test_mllm_gemini import Held, VirtualClock
 
 from motionedit.rewards.mllm import (
     DEFAULT_MODEL,
@@ -141,9 +141,11 @@ def test_a_lasting_server_error_gives_none_after_the_last_attempt(stub):
 def test_retry_after_is_honoured(stub):
     stub.queue({"status": 429, "retry_after": "0.3"})
     r = reward(stub.url, backoff_s=0.0)
+    clock = VirtualClock()
+    clock.install(r.caller)
     assert score_one(r) == pytest.approx(DEFAULT_REWARD)
     assert stub.count == 2
-    assert stub.arrivals[1] - stub.arrivals[0] >= 0.28
+    assert clock.now == pytest.approx(0.3)  # the server's Retry-After
 
 
 def test_a_client_error_is_not_retried(stub):
@@ -161,13 +163,16 @@ def test_a_hang_past_the_timeout_is_retried(stub):
     assert stub.count == 2
 
 
-def test_a_lasting_hang_gives_none_with_timeout(stub):
-    stub.queue({"hang": 1.0}, {"hang": 1.0})
-    r = reward(stub.url, timeout_s=0.3, max_attempts=2)
-    started = time.monotonic()
-    assert score_one(r) is None
-    assert time.monotonic() - started < 1.5
-    assert r.last_errors[0].startswith("timeout")
+def test_a_lasting_hang_gives_none_with_timeout():
+    held = Held(lambda body: {})
+    with OpenAIStub(held) as server:
+        try:
+            r = reward(server.url, timeout_s=0.3, max_attempts=2)
+            assert score_one(r) is None
+            assert held.answered == 0  # both tries given up while the server still held them
+        finally:
+            held.release.set()
+        assert server.count == 2 and r.last_errors[0].startswith("timeout")
 
 
 def test_an_unreachable_server_gives_none_with_connection():
@@ -252,14 +257,18 @@ def test_the_key_comes_from_openai_api_key_by_default(stub, monkeypatch):
 
 
 def test_results_keep_input_order_when_answers_arrive_out_of_order():
+    """Item i is answered only once items above it were (or after 1.5 s, below the 2 s
+    timeout): with the four in flight together the answers go out 3, 2, 1, 0; a caller that
+    sent them one at a time would see them answered in order."""
     finished: list[int] = []
-    lock = threading.Lock()
+    done = threading.Condition()
 
     def answer(body):
         item = int(re.search(r"item (\d)", request_texts(body)[0]).group(1))
-        time.sleep((3 - item) * 0.15)  # the first item answers last
-        with lock:
+        with done:
+            done.wait_for(lambda: set(range(item + 1, 4)) <= set(finished), timeout=1.5)
             finished.append(item)
+            done.notify_all()
         return {"content": str(item), "top_logprobs": [(str(item), 0.0)]}
 
     with OpenAIStub(answer) as server:
@@ -267,7 +276,7 @@ def test_results_keep_input_order_when_answers_arrive_out_of_order():
         rewards = r.score(images(4), images(4), [f"Move item {i}." for i in range(4)])
     assert rewards == pytest.approx([0.0, 0.2, 0.4, 0.6])
     assert r.last_errors == [None] * 4
-    assert finished != sorted(finished)
+    assert finished == [3, 2, 1, 0]
 
 
 # ---------------------------------------------------------------- configuration

@@ -33,6 +33,7 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from motionedit.mllm.cache import AnswerCache
@@ -77,6 +78,10 @@ class Caller:
         cache_dir = transport.get("cache_dir")
         self.cache = AnswerCache(cache_dir) if cache_dir else None
         self.calls_made = 0  # HTTP attempts (and batch submissions) this run
+        # What the retry waits and the rate limiter wait with: a test swaps in a virtual
+        # clock and checks the waits asked for, where timing the wall would be slow and flaky.
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
 
     # ----------------------------------------------------------------- hooks
     @property
@@ -143,7 +148,10 @@ class Caller:
     # ----------------------------------------------------------------- online
     async def _run_online(self, requests: list[Request], desc: str) -> list[Reply]:
         limiter = RateLimiter(
-            self.cfg.get("requests_per_minute"), self.cfg.get("tokens_per_minute")
+            self.cfg.get("requests_per_minute"),
+            self.cfg.get("tokens_per_minute"),
+            clock=self.clock,
+            sleep=self.sleep,
         )
         client = self._open()
         slots = asyncio.Semaphore(self.cfg["concurrency"])
@@ -230,7 +238,7 @@ class Caller:
                 backoff = min(self.cfg.get("max_backoff_s", backoff), backoff)
                 wait = max(delay or 0.0, backoff * (0.5 + 0.5 * jitter.random()))
                 self.log.info("%s: %s; retry %d in %.1f s", request.tag, error, attempt, wait)
-                await asyncio.sleep(wait)
+                await self.sleep(wait)
         return Reply(key=request.key, error=f"{error} (after {attempt} attempts)", attempts=attempt)
 
     @staticmethod

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 class _Bucket:
@@ -41,8 +42,12 @@ class RateLimiter:
         tokens_per_minute: float | None,
         burst_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ):
+        # Both replaceable so that a test runs the limiter on a virtual clock and checks the
+        # waits it asks for, not how long the wall clock says it took.
         self.clock = clock
+        self.sleep = sleep
         now = clock()
         self.requests = _Bucket(requests_per_minute, burst_seconds, now)
         self.tokens = _Bucket(tokens_per_minute, burst_seconds, now)
@@ -65,7 +70,7 @@ class RateLimiter:
                     self.requests.level -= 1.0 if self.requests.rate else 0.0
                     self.tokens.level -= tokens if self.tokens.rate else 0.0
                     return
-                await asyncio.sleep(wait)
+                await self.sleep(wait)
 
     def settle(self, estimated: float, actual: float | None) -> None:
         """Charge the difference between the real and the estimated token count."""

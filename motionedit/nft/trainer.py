@@ -19,7 +19,10 @@ killed run resumes there and ends with the same weights as one that never stoppe
 MAS is logged: the training curve of the paper's Figures 9 and 10.
 
 Several processes (``accelerate launch``) each sample their own prompts; LoRA gradients are
-averaged across them before each step, and only the main process writes files.
+averaged across them before each step. The main process writes the state; every other
+process writes only its own random generators (``rng-{rank}-step-{k}.pt``), before a barrier
+after which the main process writes ``state.pt`` last, so a ``state.pt`` at step k means
+every process's step-k file is on disk.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import numpy as np
 import torch
 
 from motionedit.metrics import score_edits
-from motionedit.models import EditorAdapter, load_editor
+from motionedit.models import EditorAdapter, ModelError, load_editor
 from motionedit.models.base import tensor_to_pil
 from motionedit.nft.objective import (
     blend_,
@@ -53,9 +56,11 @@ from motionedit.nft.objective import (
 from motionedit.rewards import RewardMix, make_rewards
 from motionedit.runlog import progress
 from motionedit.training import (
+    STATE_FILE,
     BucketSampler,
     Checkpoints,
     Pair,
+    atomic_save,
     batches_by_size,
     load_pairs,
     no_pairs_error,
@@ -421,6 +426,88 @@ class MotionNFT:
         }
 
 
+def rank_rng_file(state_dir: Path, rank: int, step: int) -> Path:
+    """Where process ``rank`` keeps its random generators for the checkpoint at ``step``.
+
+    One file per step, not one per process: a process writes step k's file before the main
+    process writes step k's ``state.pt``, so a kill between the two must leave step k-1's
+    file for the ``state.pt`` still on disk (which is step k-1's) to resume from.
+    """
+    return state_dir / f"rng-{rank}-step-{step:06d}.pt"
+
+
+def save_rank_rng(state_dir: Path, rank: int, step: int, rng: dict[str, Any]) -> Path:
+    """Write process ``rank``'s generators tagged with their step (see :func:`load_rank_rng`)."""
+    path = rank_rng_file(state_dir, rank, step)
+    atomic_save({"step": step, "rng": rng}, path)
+    return path
+
+
+def load_rank_rng(state_dir: Path, rank: int, step: int) -> dict[str, Any]:
+    """Process ``rank``'s generators for the ``state.pt`` at ``step``, or a refusal.
+
+    A missing file or one from another step is refused rather than replaced by fresh seeds:
+    a resume that silently drew other prompts and noise than the uninterrupted run would
+    break the promise that both end with the same weights, and nothing downstream would
+    show it. With the per-step files and the barrier of :func:`save_checkpoint` an ordinary
+    kill cannot cause either, so the refusal only meets a folder that was tampered with,
+    copied between runs, or written by the older single-file layout.
+    """
+    path = rank_rng_file(state_dir, rank, step)
+    fix = (
+        f"delete the checkpoint folder {state_dir} to train from the start, or put back "
+        f"the files of step {step}"
+    )
+    if not path.is_file():
+        raise ModelError(
+            f"{path}: missing; {state_dir / STATE_FILE} is at step {step} and process {rank} "
+            f"cannot resume its random generators without it; {fix}"
+        )
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved_step = saved.get("step") if isinstance(saved, dict) else None
+    if saved_step != step or "rng" not in saved:
+        raise ModelError(
+            f"{path}: holds the random generators of step {saved_step}, but "
+            f"{state_dir / STATE_FILE} is at step {step}; {fix}"
+        )
+    return saved["rng"]
+
+
+def _save_lora_atomically(adapter: EditorAdapter, step_dir: Path) -> None:
+    """The step's LoRA into a hidden folder renamed into place: a kill leaves no half a LoRA
+    under ``step-*`` for the end of the run to copy into the outputs."""
+    tmp = step_dir.with_name(f".{step_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    adapter.save_lora(tmp, adapter_name=POLICY)
+    if step_dir.exists():  # a run killed after this rename but before its state.pt
+        shutil.rmtree(step_dir)
+    tmp.rename(step_dir)
+
+
+def save_checkpoint(trainer: MotionNFT, checkpoints: Checkpoints, state_dir: Path) -> None:
+    """Every process's part of the checkpoint at ``trainer.step``; ``state.pt`` comes last.
+
+    ``state.pt`` is what a resume starts from, so it is the mark that the step is whole: the
+    main process writes it only after the barrier that every other process reaches once its
+    generators are on disk, and after the step's LoRA. Older generator files are removed
+    only then, when nothing can resume from them.
+    """
+    acc, step = trainer.acc, trainer.step
+    if not acc.is_main_process:
+        save_rank_rng(state_dir, acc.process_index, step, trainer.rng_state())
+    acc.wait_for_everyone()
+    if not acc.is_main_process:
+        return
+    saved = trainer.swap_in_ema()
+    _save_lora_atomically(trainer.adapter, state_dir / f"step-{step:06d}")
+    trainer.restore_policy(saved)
+    checkpoints.save(trainer.state())
+    for old in state_dir.glob("rng-*-step-*.pt"):
+        if int(old.stem.rsplit("-", 1)[1]) < step:
+            old.unlink(missing_ok=True)
+
+
 def _write_metrics(rows: list[dict[str, Any]], path: Path) -> None:
     columns = list(dict.fromkeys([*METRIC_COLUMNS, *(k for r in rows for k in r)]))
     with open(path, "w", newline="") as f:
@@ -455,9 +542,8 @@ def run_motionnft(
     state = checkpoints.load()
     if state is not None:
         trainer.load_state(state)
-        rank_rng = state_dir / f"rng-{rank}.pt"
-        if not main and rank_rng.is_file():  # the other processes' own random streams
-            trainer.set_rng_state(torch.load(rank_rng, weights_only=True))
+        if not main:  # the other processes' own random streams
+            trainer.set_rng_state(load_rank_rng(state_dir, rank, trainer.step))
         logger.info("resumed at step %d of %d", trainer.step, run["steps"])
     started = time.perf_counter()
     writer = _tensorboard(state_dir / "tensorboard") if main else None
@@ -478,15 +564,7 @@ def run_motionnft(
                 if isinstance(value, int | float) and key != "step":
                     writer.add_scalar(key, value, trainer.step)
         if trainer.step % run["checkpoint_every"] == 0 and trainer.step < run["steps"]:
-            if main:
-                saved = trainer.swap_in_ema()
-                step_dir = state_dir / f"step-{trainer.step:06d}"
-                trainer.adapter.save_lora(step_dir, adapter_name=POLICY)
-                trainer.restore_policy(saved)
-                checkpoints.save(trainer.state())
-            else:
-                state_dir.mkdir(parents=True, exist_ok=True)
-                torch.save(trainer.rng_state(), state_dir / f"rng-{rank}.pt")
+            save_checkpoint(trainer, checkpoints, state_dir)
     if not main:
         return {}
     trainer.swap_in_ema()  # the EMA policy is what is saved and evaluated
