@@ -85,6 +85,7 @@ def test_a_config_file_that_is_not_a_mapping(tmp_path):
 #: Configs meant as a layer over others (`--configfile base.yaml ... layer.yaml`).
 LAYERS = {
     "paper.yaml": ["mining-hub.yaml"],
+    "ablation-rewards.yaml": ["mining-hub.yaml", "paper.yaml"],
     "tiny-unseen-pairs.yaml": ["../config.yaml"],
     "corpus-seed1.yaml": ["../config.yaml"],
     "tiny-editor-6-steps.yaml": ["../config.yaml", "tiny-unseen-pairs.yaml"],
@@ -203,3 +204,21 @@ def test_sizes_that_would_hang_or_exhaust_a_job_are_refused(config, message):
     with pytest.raises(ConfigError) as err:
         validate_config(config)
     assert message in str(err.value)
+
+
+def test_the_paper_config_trains_as_section_8_states():
+    config: dict = {}
+    for name in ("mining-hub.yaml", "paper.yaml", "ablation-rewards.yaml"):
+        config = layered(config, yaml.safe_load((ROOT / "configs" / name).read_text()))
+    train = validate_config(config)["train"]
+    assert train["flux-kontext-motionnft"]["steps"] == 300
+    assert train["qwen-image-edit-motionnft"]["steps"] == 210
+    for run in train.values():
+        assert (run["groups"], run["group_size"], run["sampling_steps"]) == (24, 8, 6)
+        assert (run["lr"], run["kl_weight"], run["micro_batch"]) == (3e-4, 1e-4, 2)
+    mixes = {(r["editor"], r["rewards"]["motion"], r["rewards"]["mllm"]) for r in train.values()}
+    assert mixes == {
+        (e, m, round(1.0 - m, 1))
+        for e in ("flux-kontext", "qwen-image-edit")
+        for m in (0, 0.3, 0.5, 0.7, 1)
+    }

@@ -260,3 +260,11 @@ def test_paper_config_plans_without_weights_gpus_or_key(tmp_path):
     assert plan["infer"] == plan["evaluate"] == 5
     assert plan["summarize"] == plan["report_benchmark"] == plan["report_training"] == 1
     assert not (tmp_path / "results").exists()
+
+
+def test_reward_ablation_plans_its_runs_next_to_the_papers(tmp_path):
+    configs = [str(ROOT / "configs" / n) for n in ("mining-hub.yaml", "paper.yaml",
+                                                    "ablation-rewards.yaml")]  # fmt: skip
+    proc = snakemake(tmp_path, "--dry-run", "--configfile", *configs)
+    plan = planned_rules(proc)
+    assert plan["train"] == 2 + 8 and plan["infer"] == plan["evaluate"] == 5 + 8
