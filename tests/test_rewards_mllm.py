@@ -8,16 +8,22 @@ import socket
 import threading
 
 import pytest
+import yaml
 from openai_stub import OpenAIStub, decode_data_uri, request_image_urls, request_texts
 from PIL import Image
 from test_mllm_gemini import Held, VirtualClock
 
+from motionedit.config import SCHEMA_PATH, validate_config
 from motionedit.rewards.mllm import (
     DEFAULT_MODEL,
+    DEFAULT_PROMPT_VERSION,
+    DEFAULT_REFERENCE,
     PROMPTS,
+    REFERENCES,
     MLLMReward,
     RewardServerError,
     expected_score,
+    make_mllm_reward,
     parse_reply,
 )
 
@@ -212,9 +218,93 @@ def test_forbidden_raises(stub):
 
 
 # ---------------------------------------------------------------- the request
+INPUT, EDIT, TARGET = (200, 10, 10), (10, 200, 10), (10, 10, 200)
+
+
+def coloured(colour: tuple[int, int, int], n: int = 1) -> list[Image.Image]:
+    return [Image.new("RGB", (40, 30), colour) for _ in range(n)]
+
+
+def shown_colours(body: dict) -> list[tuple[int, int, int]]:
+    return [
+        decode_data_uri(url).convert("RGB").getpixel((0, 0)) for url in request_image_urls(body)
+    ]
+
+
+def part_kinds(body: dict) -> list[str]:
+    return [part["type"] for part in body["messages"][0]["content"]]
+
+
+def test_the_default_shows_input_and_edit_then_the_instruction_not_the_target(stub):
+    """As the released reward (elainew728/motion-edit train/reward_server/reward_server.py):
+    the input, the edit, one text with the instruction and the 0-5 scale; the target is not
+    sent even when the dataset has one, and the reward is the expected digit over 5."""
+    top = [("3", math.log(0.5)), ("5", math.log(0.2)), ("0", math.log(0.1)), ("1", math.log(0.1))]
+    top += [("2", math.log(0.05)), ("4", math.log(0.04)), ("Score", math.log(0.01))]
+    stub.queue({"content": "3", "top_logprobs": top})
+    r = reward(stub.url)
+    instruction = "Turn the cat to face left."
+    rewards = r.score(coloured(INPUT), coloured(EDIT), [instruction], coloured(TARGET))
+    expected = (0.5 * 3 + 0.2 * 5 + 0.1 * 0 + 0.1 * 1 + 0.05 * 2 + 0.04 * 4) / 0.99 / 5
+    assert rewards[0] == pytest.approx(expected)
+    assert r.last_errors == [None]
+    body = stub.calls[0]
+    assert part_kinds(body) == ["image_url", "image_url", "text"]
+    assert shown_colours(body) == [INPUT, EDIT]
+    [text] = request_texts(body)
+    assert f"Instruction: {instruction}" in text
+    assert "two images" in text and "the original" in text and "edited version" in text
+    assert "0 to 5" in text and "single digit" in text
+    assert text == PROMPTS["mllm-reward-v2"]["question"].format(instruction=instruction)
+    assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] == 20
+
+
+def test_reference_target_also_shows_the_target_after_the_edit(stub):
+    r = reward(stub.url, reference="target")
+    rewards = r.score(coloured(INPUT), coloured(EDIT), ["Sit down."], coloured(TARGET))
+    assert rewards[0] == pytest.approx(DEFAULT_REWARD)
+    body = stub.calls[0]
+    assert part_kinds(body) == ["image_url", "image_url", "image_url", "text"]
+    assert shown_colours(body) == [INPUT, EDIT, TARGET]
+    [text] = request_texts(body)
+    assert "three images" in text and "reference" in text and "Instruction: Sit down." in text
+
+
+def test_reference_target_without_targets(stub):
+    r = reward(stub.url, reference="target", concurrency=1)
+    with pytest.raises(ValueError, match="reference is 'target'"):
+        r.score(coloured(INPUT), coloured(EDIT), ["Sit down."])
+    assert stub.count == 0
+    rewards = r.score(coloured(INPUT, 2), coloured(EDIT, 2), ["a", "b"], [None, *coloured(TARGET)])
+    assert rewards[0] is None and r.last_errors[0].startswith("no target image")
+    assert rewards[1] == pytest.approx(DEFAULT_REWARD) and r.last_errors[1] is None
+    assert stub.count == 1 and shown_colours(stub.calls[0]) == [INPUT, EDIT, TARGET]
+
+
+def test_the_v1_wording_with_and_without_the_target(stub):
+    r = reward(stub.url, prompt_version="mllm-reward-v1")
+    r.score(coloured(INPUT), coloured(EDIT), ["Wave."], coloured(TARGET))
+    assert part_kinds(stub.calls[0]) == ["text", "text", "image_url", "text", "image_url", "text"]
+    assert shown_colours(stub.calls[0]) == [INPUT, EDIT]
+    r = reward(stub.url, prompt_version="mllm-reward-v1", reference="target")
+    r.score(coloured(INPUT), coloured(EDIT), ["Wave."], coloured(TARGET))
+    assert shown_colours(stub.calls[1]) == [INPUT, EDIT, TARGET]
+    texts = request_texts(stub.calls[1])
+    assert texts[0] == PROMPTS["mllm-reward-v1"]["task"].format(instruction="Wave.")
+    assert texts[1:4] == [PROMPTS["mllm-reward-v1"][k] for k in ("input", "edited", "target")]
+    assert texts[-1] == PROMPTS["mllm-reward-v1"]["rubric"]
+
+
 def test_the_request_wire_format(stub, monkeypatch):
     monkeypatch.setenv(KEY_VAR, "sk-test")
-    r = reward(stub.url, model="test-model", top_logprobs=5, max_image_side=20)
+    r = reward(
+        stub.url,
+        model="test-model",
+        top_logprobs=5,
+        max_image_side=20,
+        prompt_version="mllm-reward-v1",
+        reference="target",
+    )
     rewards = r.score(images(1), images(1), ["Turn the cat to face left."], images(1))
     assert rewards[0] == pytest.approx(DEFAULT_REWARD)
     assert stub.paths == ["/v1/chat/completions"]
@@ -225,7 +315,7 @@ def test_the_request_wire_format(stub, monkeypatch):
     assert body["logprobs"] is True
     assert body["top_logprobs"] == 5
     assert [m["role"] for m in body["messages"]] == ["user"]
-    kinds = [part["type"] for part in body["messages"][0]["content"]]
+    kinds = part_kinds(body)
     assert kinds == ["text", "text", "image_url", "text", "image_url", "text", "image_url", "text"]
     urls = request_image_urls(body)
     assert len(urls) == 3
@@ -285,6 +375,8 @@ def test_configuration_errors():
         MLLMReward({})
     with pytest.raises(ValueError, match="prompt_version"):
         MLLMReward({"base_url": "http://127.0.0.1:1/v1", "prompt_version": "nope"})
+    with pytest.raises(ValueError, match="reference"):
+        MLLMReward({"base_url": "http://127.0.0.1:1/v1", "reference": "gt"})
     with pytest.raises(ValueError, match="http"):
         MLLMReward({"base_url": "127.0.0.1:8000/v1"})
     r = MLLMReward({"base_url": "http://127.0.0.1:1/v1"})
@@ -297,11 +389,33 @@ def test_defaults():
     r = MLLMReward({"base_url": "http://127.0.0.1:8000/v1/"})
     assert r.name == "mllm"
     assert r.url == "http://127.0.0.1:8000/v1/chat/completions"
-    assert (r.model, r.api_key_env, r.prompt_version) == (
+    assert (r.model, r.api_key_env, r.prompt_version, r.reference) == (
         DEFAULT_MODEL,
         "OPENAI_API_KEY",
-        "mllm-reward-v1",
+        "mllm-reward-v2",
+        "none",
     )
     assert (r.timeout_s, r.max_attempts, r.backoff_s) == (60, 3, 1.0)
     assert (r.concurrency, r.top_logprobs, r.max_image_side) == (8, 20, 512)
     assert r.prompt_version in PROMPTS
+
+
+def test_the_schema_offers_every_prompt_version_and_reference_with_the_same_defaults():
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]
+    mllm = schema["rewards"]["properties"]["mllm"]["properties"]
+    assert mllm["prompt_version"]["enum"] == list(PROMPTS)
+    assert mllm["prompt_version"]["default"] == DEFAULT_PROMPT_VERSION == "mllm-reward-v2"
+    assert mllm["reference"]["enum"] == list(REFERENCES)
+    assert mllm["reference"]["default"] == DEFAULT_REFERENCE == "none"
+    for version, texts in PROMPTS.items():
+        layout = {"question", "question_with_target"} if "question" in texts else None
+        layout = layout or {"task", "input", "edited", "target", "rubric"}
+        assert set(texts) == layout, version
+
+
+def test_the_factory_passes_the_configured_block():
+    sources = [{"name": "s", "kind": "synthetic"}]
+    block = {"base_url": "http://127.0.0.1:1/v1", "reference": "target"}
+    config = validate_config({"sources": sources, "rewards": {"mllm": block}})
+    r = make_mllm_reward(config, None)
+    assert (r.reference, r.prompt_version) == ("target", "mllm-reward-v2")

@@ -1,12 +1,28 @@
 """The MLLM reward of MotionNFT: a vision-language model grades each edit from 0 to 5.
 
-The model (``vllm serve Qwen/Qwen2.5-VL-32B-Instruct`` or any other OpenAI-compatible
-chat-completions server) sees the input image, the edited image and, when the dataset has
-one, the ground-truth target, and is asked for a single digit. Taking the digit it writes
-would give a reward with six levels that barely moves between policy samples; the expected
-score under its next-token distribution, ``sum(p(d) * d) / sum(p(d)) / 5`` over the digit
-tokens among ``top_logprobs``, is continuous and tells a confident 4 from a hesitant one.
-Servers that leave out log-probabilities still work: the written digit is the fallback.
+The default (``prompt_version: mllm-reward-v2``, ``reference: none``) asks the question the
+way the paper's released code does. There the MLLM reward is UniWorld-V2's editing reward,
+served by ``train/reward_server/reward_server.py`` with the prompt of
+``train/reward_server/prompt_template.py`` and called from ``mllm_score_continue`` in
+``train/flow_grpo/rewards.py`` (elainew728/motion-edit on GitHub): one user turn holding
+the input image, then the edited image, then a text that calls them "the original and the
+edited version", gives the instruction and asks for a 0-5 score as a bare number. The
+ground-truth target is not shown (the training scripts hand it to the flow reward only).
+The reward is the expected score under the first answer token's distribution over the six
+digit tokens, over 5.
+
+Here the model (``vllm serve Qwen/Qwen2.5-VL-32B-Instruct`` or any other OpenAI-compatible
+chat-completions server) returns ``top_logprobs`` for one answer token, and the reward is
+``sum(p(d) * d) / sum(p(d)) / 5`` over the digit tokens among them. That is the released
+softmax over the digit logits, up to digits too unlikely to be listed. Taking the written
+digit would give six levels that barely move between policy samples; the expected score is
+continuous and tells a confident 4 from a hesitant one. Servers that leave out
+log-probabilities still work: the written digit is the fallback (the released server scores
+a failed call 0.0; here it has no reward, see below).
+
+``reference: target`` also shows the ground-truth target after the edit, as a reference
+result the edit need not match exactly. ``mllm-reward-v1`` is the earlier wording: labelled
+images between the instruction and a rubric on motion, identity, background and artifacts.
 
 This module holds what is the reward's own: the prompt texts, one request per edit, and
 the score read from a reply. The calls go through the shared call layer
@@ -18,9 +34,10 @@ the disk with answers nobody asks for again (and a cache key per item costs a ha
 image). ``cache_dir`` is therefore never set for this reward; the equal-question dedupe of
 the call layer still applies within one ``score`` call.
 
-Failures are per item: a reply without a digit, a timeout, or an HTTP error that outlived
-its retries gives ``None`` (the trainer skips those samples) with the reason in
-``last_errors``. Only a missing ``base_url`` or a server that refuses the API key raises,
+Failures are per item: a reply without a digit, a timeout, an HTTP error that outlived
+its retries, or a missing target under ``reference: target`` gives ``None`` (the trainer
+skips those samples) with the reason in ``last_errors``. Only a missing ``base_url``, a
+server that refuses the API key, or ``reference: target`` with no targets at all raises,
 because then every item would fail the same way and training on no reward is pointless.
 """
 
@@ -41,11 +58,50 @@ from motionedit.mllm.openai_compatible import response_entry
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-32B-Instruct"
-DEFAULT_PROMPT_VERSION = "mllm-reward-v1"
+DEFAULT_PROMPT_VERSION = "mllm-reward-v2"
+#: What the model is shown besides the input and the edit: nothing (the released reward) or
+#: the ground-truth target as a reference result.
+REFERENCES = ("none", "target")
+DEFAULT_REFERENCE = "none"
 
 #: Prompt texts by version. A new wording gets a new key, so rewards logged under one
 #: version are never compared with rewards from another without noticing.
+#:
+#: A version with a ``question`` is laid out as the released reward is: the images first
+#: (input, edit, and the target with ``reference: target``), then one text. ``question`` is
+#: that text for two images, ``question_with_target`` for three. A version with a ``task``
+#: (v1) puts the instruction first, a label before each image, and the ``rubric`` last.
 PROMPTS: dict[str, dict[str, str]] = {
+    # The structure, inputs and scale of train/reward_server/prompt_template.py (SCORE_LOGIT)
+    # in elainew728/motion-edit, in words of our own.
+    "mllm-reward-v2": {
+        "question": (
+            "You are shown two images: first the original, then the edited version of it. "
+            "Judge the edited image against the editing instruction below.\n"
+            "Instruction: {instruction}\n"
+            "Rate the edit from 0 to 5 by how accurately it follows the instruction and how "
+            "good the result looks.\n"
+            "0: the wrong thing was changed, or the edit does not follow the instruction at "
+            "all.\n"
+            "5: the right subject was changed, the instruction is fully followed, and the "
+            "result is of high visual quality.\n"
+            "Reply with the score alone, a single digit from 0 to 5."
+        ),
+        "question_with_target": (
+            "You are shown three images: first the original, then the edited version of it, "
+            "then a reference: one correct result of the instruction, which the edited "
+            "version does not have to match exactly. Judge the edited image against the "
+            "editing instruction below.\n"
+            "Instruction: {instruction}\n"
+            "Rate the edit from 0 to 5 by how accurately it follows the instruction and how "
+            "good the result looks.\n"
+            "0: the wrong thing was changed, or the edit does not follow the instruction at "
+            "all.\n"
+            "5: the right subject was changed, the instruction is fully followed, and the "
+            "result is of high visual quality.\n"
+            "Reply with the score alone, a single digit from 0 to 5."
+        ),
+    },
     "mllm-reward-v1": {
         "task": (
             "You are grading an image edit. The editor was given the input image and the "
@@ -159,6 +215,11 @@ class MLLMReward:
                 f"known: {sorted(PROMPTS)}"
             )
         self.prompt = PROMPTS[self.prompt_version]
+        self.reference = str(cfg.get("reference", DEFAULT_REFERENCE))
+        if self.reference not in REFERENCES:
+            raise ValueError(
+                f"rewards.mllm.reference {self.reference!r} is unknown; known: {list(REFERENCES)}"
+            )
         # One token, greedy, with its distribution: the expected score needs nothing more.
         self.settings = CallSettings(
             model=self.model,
@@ -187,19 +248,28 @@ class MLLMReward:
         source: Image.Image,
         edited: Image.Image,
         prompt: str,
-        target: Image.Image | None,
+        target: Image.Image | None = None,
         tag: str = "",
     ) -> Request:
         """One request per item: images of different pairs never share a context, so one
-        item's grade cannot lean on another's."""
+        item's grade cannot lean on another's. ``target`` is shown when given; ``score``
+        gives it only under ``reference: target``."""
         texts = self.prompt
-        parts: list[str | Part] = [texts["task"].format(instruction=prompt)]
-        shown = [("input", source), ("edited", edited)]
-        if target is not None:
-            shown.append(("target", target))
-        for label, image in shown:
-            parts += [texts[label], Part.from_pil(image, self.max_image_side)]
-        parts.append(texts["rubric"])
+        side = self.max_image_side
+        parts: list[str | Part] = []
+        if "question" in texts:
+            shown = [source, edited] + ([target] if target is not None else [])
+            parts += [Part.from_pil(image, side) for image in shown]
+            question = texts["question" if target is None else "question_with_target"]
+            parts.append(question.format(instruction=prompt))
+        else:
+            parts.append(texts["task"].format(instruction=prompt))
+            labelled = [("input", source), ("edited", edited)]
+            if target is not None:
+                labelled.append(("target", target))
+            for label, image in labelled:
+                parts += [texts[label], Part.from_pil(image, side)]
+            parts.append(texts["rubric"])
         return Request(
             parts=tuple(parts), settings=self.settings, prompt_version=self.prompt_version, tag=tag
         )
@@ -213,6 +283,9 @@ class MLLMReward:
         targets: list[Image.Image] | None = None,
     ) -> list[float | None]:
         """Rewards in [0, 1] in input order; ``None`` where an item could not be graded.
+
+        ``targets`` are shown to the model only under ``reference: target``; with the
+        default ``reference: none`` they are ignored, as the released reward never sees them.
 
         Items are sent concurrently because vLLM batches requests that arrive together, so a
         group of samples costs little more than one; the order of the results never depends
@@ -229,9 +302,15 @@ class MLLMReward:
         self.last_errors = errors
         if n == 0:
             return rewards
+        with_target = self.reference == "target"
+        if with_target and targets is None:
+            raise ValueError("rewards.mllm.reference is 'target' but score() was given no targets")
         requests: dict[int, Request] = {}
         for i in range(n):
-            target = targets[i] if targets is not None else None
+            target = targets[i] if with_target and targets is not None else None
+            if with_target and target is None:
+                errors[i] = "no target image to show (rewards.mllm.reference: target)"
+                continue
             try:
                 requests[i] = self.build_request(
                     inputs[i], edited[i], prompts[i], target, tag=f"edit{i}"
