@@ -9,6 +9,7 @@ import torch
 
 from motionedit.nft.objective import (
     blend_,
+    group_banned,
     group_keep,
     nft_loss,
     old_policy_decay,
@@ -25,28 +26,76 @@ def test_a_group_of_equal_rewards_is_one_half_everywhere():
 
 def test_optimality_rewards_follow_eq3_with_the_global_scale():
     raw = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
-    std = raw.std(unbiased=False)  # 0.3536
-    expected = 0.5 + 0.5 * torch.clamp(torch.tensor([[-0.5, 0.5], [0.0, 0.0]]) / std / 5, -1, 1)
-    assert torch.allclose(optimality_rewards(raw), expected, atol=1e-5)
+    z = raw.std(unbiased=False) + 1e-4  # population std (0.3536) + the released 1e-4
+    advantage = torch.tensor([[-0.5, 0.5], [0.0, 0.0]]) / z
+    expected = 0.5 + 0.5 * torch.clamp(advantage / 5, -1, 1)
+    assert torch.allclose(optimality_rewards(raw), expected, atol=1e-7)
     # A large advantage is clipped to the ends of [0, 1].
     tiny_scale = torch.tensor([[0.0] * 99 + [1.0]])
     r = optimality_rewards(tiny_scale, adv_clip=1.0)
     assert r.max() == 1.0 and r.min() >= 0.0
 
 
-def test_the_group_filter_drops_exactly_saturated_and_incomplete_groups():
-    raw = torch.tensor(
-        [
-            [0.95, 0.95, 0.96],  # uniformly good: dropped
-            [0.95, 0.95, 0.95],  # dropped
-            [0.5, 0.5, 0.5],  # uniform but not good: kept (the std rule alone is not enough)
-            [0.8, 1.0, 0.9],  # good on average but spread: kept
-            [0.2, float("nan"), 0.9],  # a reward is missing: dropped
-            [0.91, 0.99, 0.95],  # std 0.033 < 0.05 and mean 0.95 > 0.9: dropped
-        ]
-    )
-    assert group_keep(raw).tolist() == [False, False, True, True, False, False]
-    assert group_keep(raw, min_std=0.0).tolist() == [True, True, True, True, False, True]
+def test_the_scale_is_the_std_of_every_reward_given():
+    """Z comes from all the rewards passed in, the groups the filter will drop included;
+    a missing reward is left out of Z and makes its own group's r NaN."""
+    raw = torch.tensor([[0.1, 0.3, 0.2], [0.95, 0.95, 0.95], [0.0, 1.0, 0.5]], dtype=torch.float64)
+    z = float(raw.std(unbiased=False)) + 1e-4
+    r = optimality_rewards(raw, adv_clip=5.0)
+    for g in range(3):
+        expected = 0.5 + 0.5 * ((raw[g] - raw[g].mean()) / z / 5).clamp(-1, 1)
+        assert torch.allclose(r[g], expected, atol=1e-12)
+    # The same group gets another r when the other groups change Z.
+    alone = optimality_rewards(raw[:1], adv_clip=5.0)
+    assert not torch.allclose(alone[0], r[0])
+    gap = raw.clone()
+    gap[1, 0] = float("nan")
+    z_gap = float(gap[~gap.isnan()].std(unbiased=False)) + 1e-4
+    r_gap = optimality_rewards(gap, adv_clip=5.0)
+    assert r_gap[1].isnan().all() and not r_gap[[0, 2]].isnan().any()
+    expected = 0.5 + 0.5 * ((raw[2] - raw[2].mean()) / z_gap / 5).clamp(-1, 1)
+    assert torch.allclose(r_gap[2], expected, atol=1e-12)
+
+
+NAN = float("nan")
+FILTER_CASES = torch.tensor(
+    [
+        [0.95, 0.95, 0.96],  # std 0.005, mean 0.953: solved, dropped and banned
+        [0.95, 0.95, 0.95],  # std 0: solved
+        [0.5, 0.5, 0.5],  # std 0, mean 0.5: too little spread, dropped, not solved
+        [0.8, 1.0, 0.95],  # std 0.085, mean 0.92: spread but good on average, dropped
+        [0.2, NAN, 0.9],  # a reward is missing: dropped, never banned
+        [0.91, 0.99, 0.95],  # std 0.033 < 0.05, mean 0.95: solved
+        [0.1, 0.3, 0.2],  # std 0.082, mean 0.2: kept
+        [0.7, 0.9, 0.95],  # std 0.108, mean 0.85: kept
+        [0.4, 0.45, 0.5],  # std 0.041 < 0.05: dropped (the mean is irrelevant)
+    ]
+)
+
+
+def test_the_group_filter_keeps_exactly_the_spread_not_yet_good_complete_groups():
+    """The released mask: std > min_std AND mean < max_mean AND no reward missing."""
+    keep = group_keep(FILTER_CASES)
+    assert keep.tolist() == [False, False, False, False, False, False, True, True, False]
+    complete = ~FILTER_CASES.isnan().any(dim=1)
+    filled = FILTER_CASES.nan_to_num()
+    std, mean = filled.std(dim=1, unbiased=False), filled.mean(dim=1)
+    for min_std, max_mean in ((0.05, 0.9), (0.0, 0.9), (0.05, 2.0), (0.09, 0.5)):
+        expected = complete & (std > min_std) & (mean < max_mean)
+        assert group_keep(FILTER_CASES, min_std, max_mean).tolist() == expected.tolist()
+    # min_std 0 keeps every complete group with any spread that is not good on average.
+    assert group_keep(FILTER_CASES, min_std=0.0).tolist() == [
+        False, False, False, False, False, False, True, True, True,
+    ]  # fmt: skip
+
+
+def test_a_solved_group_is_one_of_low_spread_and_high_mean():
+    """The released ban: std < min_std AND mean > max_mean (a NaN group is never solved)."""
+    assert group_banned(FILTER_CASES).tolist() == [
+        True, True, False, False, False, True, False, False, False,
+    ]  # fmt: skip
+    assert not group_banned(FILTER_CASES, min_std=0.0).any()
+    assert not (group_banned(FILTER_CASES) & group_keep(FILTER_CASES)).any()
 
 
 def test_the_decay_schedule_matches_min_rate_step_cap():
@@ -102,6 +151,17 @@ def test_gradients_pull_toward_good_samples_and_away_from_bad_ones():
         nft_loss(v, v_old, target, torch.tensor([r])).loss.backward()
         # r = 1: reduce v (toward the target); r = 0: increase v (away from it).
         assert torch.all(torch.sign(v.grad) == sign)
+
+
+def test_the_policy_scale_multiplies_the_policy_term_and_not_the_kl():
+    v_theta, v_old, target, v_ref = _velocities(4)
+    r = torch.tensor([0.1, 0.5, 0.9, 1.0])
+    plain = nft_loss(v_theta, v_old, target, r, beta=0.5, v_ref=v_ref, kl_weight=1e-2)
+    scaled = nft_loss(v_theta, v_old, target, r, beta=0.5, v_ref=v_ref, kl_weight=1e-2,
+                      policy_scale=5.0 / 0.5)  # fmt: skip
+    assert torch.allclose(scaled.policy, 10.0 * plain.policy)
+    assert torch.allclose(scaled.kl, plain.kl) and torch.allclose(scaled.positive, plain.positive)
+    assert torch.allclose(scaled.loss, 10.0 * plain.policy + 1e-2 * plain.kl)
 
 
 def test_the_kl_term_measures_distance_to_the_reference():

@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import tiny_flux
@@ -29,6 +30,7 @@ from motionedit.nft.trainer import (
     rank_rng_file,
     run_motionnft,
 )
+from motionedit.rewards import Scores
 from motionedit.training import STATE_FILE, Checkpoints
 
 LOG = logging.getLogger("test-nft")
@@ -67,7 +69,8 @@ def setup(tmp_path_factory):
                     "eval_pairs": 2,
                     "lora": {"rank": 4, "alpha": 4},
                     "rewards": {"motion": 0.5, "appearance": 0.5},
-                    "group_filter": {"min_std": 0.0},
+                    # The tiny editor's groups barely spread: train on all of them here.
+                    "group_filter": {"enabled": False, "ban_prompts": False},
                 }
             },
         }
@@ -109,10 +112,11 @@ def test_a_run_writes_a_loadable_lora_checkpoints_and_the_training_curve(setup, 
 def test_the_policy_moves_and_filtered_groups_skip_the_update(setup, tmp_path):
     run(setup, tmp_path / "a", tmp_path / "sa", steps=2, eval_every=0, ema_decay=0.0)
     moved = load_file(tmp_path / "a" / LORA_WEIGHT_NAME)
-    # Every group filtered (any std is below 10, every mean above -1): the policy stays at
-    # its initialisation, whose B matrices are zero.
+    # Every group filtered (no std is above 10, no mean below -1): the policy stays at its
+    # initialisation, whose B matrices are zero.
     run(setup, tmp_path / "b", tmp_path / "sb", steps=2, eval_every=0, ema_decay=0.0,
-        group_filter={"min_std": 10.0, "max_mean": -1.0})  # fmt: skip
+        group_filter={"enabled": True, "min_std": 10.0, "max_mean": -1.0,
+                      "ban_prompts": False})  # fmt: skip
     still = load_file(tmp_path / "b" / LORA_WEIGHT_NAME)
     b_keys = [k for k in still if "lora_B" in k]
     assert b_keys and all(torch.count_nonzero(still[k]) == 0 for k in b_keys)
@@ -231,14 +235,79 @@ def test_training_refuses_an_editor_with_diffusers_offload(setup):
         validate_config(config)
 
 
-def test_two_processes_under_accelerate_launch_train_together(setup, tmp_path):
-    """The multi-GPU path (one process per device, gradients averaged), run on the CPU."""
-    from motionedit.nft.launch import launch
+class FirstPairSolved:
+    """Rewards under which the first pair drawn is solved (its edits all get 0.95) and every
+    other group spreads; records, call by call, which edits were of that pair."""
 
+    components: dict = {}
+
+    def __init__(self) -> None:
+        self.solved: np.ndarray | None = None
+        self.calls: list[list[bool]] = []
+
+    def __call__(self, inputs, edited, prompts, targets) -> Scores:
+        if self.solved is None:
+            self.solved = np.asarray(inputs[0])
+        hits = [np.array_equal(np.asarray(i), self.solved) for i in inputs]
+        self.calls.append(hits)
+        total = torch.tensor([0.95 if hit else (0.2, 0.5, 0.8)[i % 3]
+                              for i, hit in enumerate(hits)], dtype=torch.float64)  # fmt: skip
+        return Scores(total=total, parts={"stub": total}, errors=[None] * len(inputs))
+
+
+def test_a_solved_prompt_is_not_drawn_again_even_after_a_resume(setup, tmp_path, monkeypatch):
+    from motionedit.nft import trainer as nft
+    from motionedit.training import load_pairs
+
+    spec = {"steps": 6, "eval_every": 0, "checkpoint_every": 2,
+            "group_filter": {"enabled": True, "min_std": 0.05, "max_mean": 0.9,
+                             "ban_prompts": True}}  # fmt: skip
+    rewards = FirstPairSolved()
+    monkeypatch.setattr(nft, "make_rewards", lambda *args, **kwargs: rewards)
+    run(setup, tmp_path / "a", tmp_path / "state-a", **spec)
+    full = load_file(tmp_path / "a" / LORA_WEIGHT_NAME)
+    assert any(rewards.calls[0]) and not any(any(c) for c in rewards.calls[1:])
+    log = pd.read_csv(tmp_path / "a" / "metrics.csv")
+    assert log["prompts_banned"].tolist() == [1] * 6
+    solved_id = next(p.id for p in load_pairs(setup[1])
+                     if np.array_equal(np.asarray(p.input), rewards.solved))  # fmt: skip
+    assert torch.load(tmp_path / "state-a" / STATE_FILE, weights_only=True)["banned"] == [solved_id]
+
+    # Without the ban the same seed draws that pair again.
+    control = FirstPairSolved()
+    monkeypatch.setattr(nft, "make_rewards", lambda *args, **kwargs: control)
+    no_ban = spec | {"group_filter": spec["group_filter"] | {"ban_prompts": False}}
+    run(setup, tmp_path / "c", tmp_path / "state-c", **no_ban)
+    assert any(any(c) for c in control.calls[1:])
+
+    # Killed before the step-4 state: resumed at step 2, the ban comes back with the state.
+    save = Checkpoints.save
+
+    def killed_at_step_4(self, payload):
+        if payload["step"] == 4:
+            raise KeyboardInterrupt("killed")
+        save(self, payload)
+
+    killed = FirstPairSolved()
+    monkeypatch.setattr(nft, "make_rewards", lambda *args, **kwargs: killed)
+    with monkeypatch.context() as m:
+        m.setattr(Checkpoints, "save", killed_at_step_4)
+        with pytest.raises(KeyboardInterrupt):
+            run(setup, tmp_path / "k", tmp_path / "state-k", **spec)
+    resumed = FirstPairSolved()
+    resumed.solved = killed.solved
+    monkeypatch.setattr(nft, "make_rewards", lambda *args, **kwargs: resumed)
+    run(setup, tmp_path / "k", tmp_path / "state-k", **spec)
+    assert len(resumed.calls) == 4 and not any(any(c) for c in resumed.calls)
+    again = load_file(tmp_path / "k" / LORA_WEIGHT_NAME)
+    assert all(torch.allclose(full[k], again[k], atol=1e-6) for k in full)
+
+
+def launch_settings(setup, tmp_path, **changes) -> dict:
     _, train, bench, config = setup
-    settings = {
+    return {
         "name": "nft",
-        "run": copy.deepcopy(config["train"]["nft"]) | {"steps": 3, "eval_every": 0},
+        "run": copy.deepcopy(config["train"]["nft"]) | changes,
         "editor": editor_settings(config, "kontext"),
         "config": config,
         "train_table": str(train),
@@ -247,26 +316,125 @@ def test_two_processes_under_accelerate_launch_train_together(setup, tmp_path):
         "state_dir": str(tmp_path / "state"),
         "log": str(tmp_path / "train.log"),
     }
+
+
+#: Filter thresholds at which the tiny editor's first step keeps some groups, drops others
+#: and bans some pairs (its groups' stds are 0.0002-0.05, their means 0.43-0.50).
+MIXED_FILTER = {"enabled": True, "min_std": 0.003, "max_mean": 0.497, "ban_prompts": True}
+
+
+def test_two_processes_take_the_steps_one_process_takes(setup, tmp_path):
+    """The multi-GPU path (one process per device), run on the CPU: ``groups`` counts the
+    groups of a step over all processes, so 2 processes with 12 of the 24 groups each make
+    the LoRA 1 process makes with all 24; and a relaunch resumes both at the checkpoint."""
+    from motionedit.nft.launch import launch
+
+    spec = {"steps": 3, "eval_every": 0, "groups": 24, "group_filter": MIXED_FILTER}
+    settings = launch_settings(setup, tmp_path, **spec)
     summary = launch(settings, processes=2, logger=LOG, cpu=True)
     assert summary["steps"] == 3
     # The checkpoint at step 2: process 1's generators, tagged with their step, then state.pt.
     state = tmp_path / "state"
     rng = torch.load(state / "rng-1-step-000002.pt", weights_only=True)
     assert rng["step"] == 2 == torch.load(state / STATE_FILE, weights_only=True)["step"]
-    assert (tmp_path / "out" / LORA_WEIGHT_NAME).is_file()
     assert (tmp_path / "train.log.rank1").is_file() and (tmp_path / "train.log.rank0").is_file()
-    a = load_file(tmp_path / "out" / LORA_WEIGHT_NAME)
+    two = load_file(tmp_path / "out" / LORA_WEIGHT_NAME)
+    two_log = pd.read_csv(tmp_path / "out" / "metrics.csv")
+
+    single = run(setup, tmp_path / "one", tmp_path / "state-one", **spec)
+    assert single["steps"] == 3
+    one = load_file(tmp_path / "one" / LORA_WEIGHT_NAME)
+    one_log = pd.read_csv(tmp_path / "one" / "metrics.csv")
+    assert two.keys() == one.keys()
+    assert all(torch.allclose(two[k], one[k], atol=1e-6, rtol=0) for k in two)
+    assert any(torch.count_nonzero(two[k]) for k in two if "lora_B" in k)
+    columns = ["loss", "reward_mean", "groups", "groups_kept", "prompts_banned"]
+    assert two_log[columns].to_numpy() == pytest.approx(one_log[columns].to_numpy(), abs=1e-6)
+    assert two_log["groups"].eq(24).all()
+    assert 0 < two_log["groups_kept"].iloc[0] < 24 and two_log["prompts_banned"].max() > 0
+
     # Launched again, both processes resume at step 2 (process 1 from its own file) and
-    # redo step 3 exactly.
+    # redo step 3 exactly, with the pairs banned so far.
     assert launch(settings, processes=2, logger=LOG, cpu=True)["steps"] == 3
     assert "resumed at step 2" in (tmp_path / "train.log.rank1").read_text()
     again = load_file(tmp_path / "out" / LORA_WEIGHT_NAME)
-    assert all(torch.allclose(a[k], again[k], atol=1e-6) for k in a)
-    single = run(setup, tmp_path / "one", tmp_path / "state-one", steps=3, eval_every=0)
-    assert single["steps"] == 3
-    # Two processes saw twice the prompts per step, so the weights differ from one process's.
-    b = load_file(tmp_path / "one" / LORA_WEIGHT_NAME)
-    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.allclose(two[k], again[k], atol=1e-6) for k in two)
+
+
+#: Loaded into each process of a launch (``sitecustomize``): process 1's edits all get
+#: reward 0.95 (groups with no spread, which the filter drops), process 0's spread; and
+#: a forward pass on zero samples raises instead of whatever the model would do.
+ONE_PROCESS_FILTERED = """
+import os
+if "RANK" in os.environ:
+    import torch
+    from motionedit.models.flux_kontext import FluxKontextAdapter
+    from motionedit.nft import trainer
+    from motionedit.rewards import Scores
+
+    RANK = int(os.environ["RANK"])
+
+    class Rewards:
+        components = {}
+
+        def __call__(self, inputs, edited, prompts, targets):
+            n = len(edited)
+            if RANK == 1:
+                total = torch.full((n,), 0.95, dtype=torch.float64)
+            else:
+                total = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
+            return Scores(total=total, parts={"stub": total}, errors=[None] * n)
+
+    trainer.make_rewards = lambda *args, **kwargs: Rewards()
+    velocity = FluxKontextAdapter.velocity
+
+    def checked(self, latents, sigma, cond):
+        if len(latents) == 0:
+            raise RuntimeError("a forward pass on zero samples")
+        return velocity(self, latents, sigma, cond)
+
+    FluxKontextAdapter.velocity = checked
+"""
+
+
+def test_a_process_whose_groups_are_all_filtered_still_takes_part(setup, tmp_path, monkeypatch):
+    """Process 1's every group is dropped: it runs no forward pass, contributes zeros to the
+    gradient sum, and both processes step together to the end."""
+    from motionedit.nft.launch import launch
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(ONE_PROCESS_FILTERED)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")])
+    )
+    filter_on = {"enabled": True, "min_std": 0.05, "max_mean": 0.9, "ban_prompts": False}
+    settings = launch_settings(setup, tmp_path, steps=2, eval_every=0, checkpoint_every=5,
+                               groups=2, group_filter=filter_on)  # fmt: skip
+    assert launch(settings, processes=2, logger=LOG, cpu=True)["steps"] == 2
+    log = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    assert log["groups_kept"].tolist() == [1, 1] and log["loss"].notna().all()
+    assert "reward_stub" in log.columns
+    lora = load_file(tmp_path / "out" / LORA_WEIGHT_NAME)
+    assert any(torch.count_nonzero(lora[k]) for k in lora if "lora_B" in k)
+
+
+def test_the_groups_must_split_evenly_over_the_processes(setup, tmp_path, monkeypatch):
+    import accelerate
+
+    from motionedit.nft.launch import launch
+
+    settings = launch_settings(setup, tmp_path, groups=3)
+    with pytest.raises(ModelError, match=r"train\.nft\.groups: 3 prompt groups .* 2 processes"):
+        launch(settings, processes=2, logger=LOG, cpu=True)
+    assert not (tmp_path / "state").exists()  # refused before anything started
+
+    class TwoProcesses(accelerate.Accelerator):
+        num_processes = 2
+
+    monkeypatch.setattr(accelerate, "Accelerator", TwoProcesses)
+    with pytest.raises(ModelError, match=r"train\.nft\.groups: 3 .* multiple of 2"):
+        run(setup, tmp_path / "out", tmp_path / "state", groups=3)
 
 
 def as_process(monkeypatch, rank: int, at_barrier: Callable[[], None] | None = None) -> None:

@@ -2,9 +2,11 @@
 
 A Snakemake job is one Python process. With ``train.<run>.gpus`` above 1 it writes its
 settings to a JSON file and starts ``accelerate launch --multi_gpu --num_processes N -m
-motionedit.nft <file>``, one process per GPU (DDP-style: each samples its own prompts,
-gradients are averaged); otherwise it trains in-process. Multi-node runs use the same
-entry point under ``srun`` with accelerate's machine-rank options (README, "MotionNFT").
+motionedit.nft <file>``, one process per GPU; otherwise it trains in-process. The processes
+share each step: ``train.<run>.groups`` counts the prompt groups of a step over all of them,
+each makes and trains on ``groups / N`` of them, rewards are gathered before they are
+normalised and LoRA gradients are summed. Multi-node runs use the same entry point under
+``srun`` with accelerate's machine-rank options (README, "MotionNFT").
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from motionedit.nft.trainer import run_motionnft
+from motionedit.models import ModelError
+from motionedit.nft.trainer import groups_error, run_motionnft
 
 
 def launch(
@@ -26,6 +29,9 @@ def launch(
     """Train with ``settings`` (the keyword arguments of ``run_motionnft`` but the logger)."""
     if processes <= 1:
         return run_motionnft(**settings, logger=logger)
+    groups = settings["run"]["groups"]
+    if groups % processes:  # refused here, before any process starts and loads a model
+        raise ModelError(groups_error(settings["name"], groups, processes))
     state_dir = Path(settings["state_dir"])
     state_dir.mkdir(parents=True, exist_ok=True)
     spec = state_dir / "launch.json"

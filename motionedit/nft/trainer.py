@@ -2,13 +2,17 @@
 
 One step (an "epoch" of DiffusionNFT):
 
-1. sampling: G training prompts of one edit size, K edits each from the *old* policy with
-   the deterministic few-step sampler;
-2. reward: the configured mix (motion reward, MLLM or appearance) per edit, turned into
-   optimality rewards per prompt group; groups the filter rejects are skipped;
+1. sampling: G training prompts of one edit size *over all processes* (each process makes
+   the edits of its G / N), K edits each from the *old* policy with the deterministic
+   few-step sampler;
+2. reward: the configured mix (motion reward, MLLM or appearance) per edit; the rewards of
+   every process are gathered, turned into optimality rewards with the std of all of them,
+   and the group filter picks the groups to train on (and, with ``ban_prompts``, the
+   solved prompts never to sample again);
 3. optimisation: at freshly drawn noise levels of each kept sample, the NFT loss between the
    current policy (the trainable LoRA "default"), the old policy (LoRA "old", no gradient)
-   and, for the KL term, the base model (adapters disabled); one optimiser step;
+   and, for the KL term, the base model (adapters disabled), averaged over the kept samples
+   of all processes; one optimiser step;
 4. the old policy moves toward the new one by the decay schedule, and an EMA copy of the
    policy (what is evaluated and saved) moves too.
 
@@ -18,8 +22,10 @@ killed run resumes there and ends with the same weights as one that never stoppe
 ``eval_every`` steps the EMA policy edits a fixed held-out slice of the benchmark and its
 MAS is logged: the training curve of the paper's Figures 9 and 10.
 
-Several processes (``accelerate launch``) each sample their own prompts; LoRA gradients are
-averaged across them before each step. The main process writes the state; every other
+Several processes (``accelerate launch``) share the step: every process draws the same
+prompt groups and noise (one seed) and makes and trains on its own slice of them, so N
+processes take the step one process would take with all G groups (up to rounding). The
+main process writes the state; every other
 process writes only its own random generators (``rng-{rank}-step-{k}.pt``), before a barrier
 after which the main process writes ``state.pt`` last, so a ``state.pt`` at step k means
 every process's step-k file is on disk.
@@ -48,6 +54,7 @@ from motionedit.models import EditorAdapter, ModelError, load_editor
 from motionedit.models.base import tensor_to_pil
 from motionedit.nft.objective import (
     blend_,
+    group_banned,
     group_keep,
     nft_loss,
     old_policy_decay,
@@ -73,8 +80,8 @@ from motionedit.training import (
 POLICY, OLD = "default", "old"
 METRIC_COLUMNS = [
     "step", "loss", "policy_loss", "positive", "negative", "kl", "reward_mean", "reward_std",
-    "groups", "groups_kept", "filtered_fraction", "decay", "lr", "sampling_s", "reward_s",
-    "optimisation_s", "peak_memory_mb", "eval_mas", "eval_reward",
+    "groups", "groups_kept", "filtered_fraction", "prompts_banned", "decay", "lr",
+    "sampling_s", "reward_s", "optimisation_s", "peak_memory_mb", "eval_mas", "eval_reward",
 ]  # fmt: skip
 
 
@@ -106,6 +113,14 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def groups_error(name: str, groups: int, processes: int) -> str:
+    """The refusal of a run whose prompt groups cannot be shared evenly by its processes."""
+    return (
+        f"train.{name}.groups: {groups} prompt groups per step (over all processes) cannot "
+        f"be split evenly over {processes} processes; use a multiple of {processes}"
+    )
+
+
 def loss_noise(
     count: int, shape: torch.Size, run: dict[str, Any], generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,6 +144,32 @@ def loss_noise(
     return sigma, noise
 
 
+class GroupSampler(BucketSampler):
+    """The prompt groups of a step, all of one edit size, leaving out banned pairs.
+
+    With nothing banned it draws what :class:`BucketSampler` draws. A banned pair (see
+    ``group_filter.ban_prompts``) is no longer drawn; an edit size whose pairs are all
+    banned is no longer chosen. The released trainer raises an error once too few prompts
+    are left; here, once every pair is banned, :meth:`draw` returns None and the trainer
+    draws from all of them again (with a warning) so that a long run still ends.
+    """
+
+    def draw(self, banned: set[int]) -> list[int] | None:
+        if not banned:
+            return self.next()[1]
+        buckets = {k: [i for i in v if i not in banned] for k, v in self.buckets.items()}
+        keys = [k for k in self.keys if buckets[k]]
+        if not keys:
+            return None
+        weights = np.array([len(buckets[k]) for k in keys], dtype=float)
+        key = keys[int(self.rng.choice(len(keys), p=weights / weights.sum()))]
+        members = buckets[key]
+        take = self.rng.choice(
+            len(members), size=self.batch_size, replace=len(members) < self.batch_size
+        )
+        return [members[int(i)] for i in take]
+
+
 class MotionNFT:
     def __init__(
         self,
@@ -147,6 +188,14 @@ class MotionNFT:
         self.name, self.run, self.config, self.log = name, run, config, logger
         self.pairs, self.eval_pairs = train_pairs, eval_pairs
         self.acc = accelerator or Accelerator(cpu=editor.get("device") == "cpu")
+        processes = self.acc.num_processes
+        if run["groups"] % processes:
+            raise ModelError(groups_error(name, run["groups"], processes))
+        # ``groups`` counts the step's prompt groups over every process (the paper's 24 x 8
+        # per step); this process makes and trains on the slice [first, first + local).
+        # A lone process owns every group, whatever index it is given.
+        self.local_groups = run["groups"] // processes
+        self.first_group = (self.acc.process_index if processes > 1 else 0) * self.local_groups
         editor = dict(editor)
         if self.acc.num_processes > 1:
             editor["device"] = str(self.acc.device)
@@ -181,12 +230,15 @@ class MotionNFT:
         self.rewards = rewards or make_rewards(
             run["rewards"], config, motion_bins=run["motion_reward_bins"]
         )
-        rank = self.acc.process_index
-        self.sampler = BucketSampler(
-            batches_by_size(adapter, train_pairs), run["groups"], run["seed"] + 7919 * rank
+        # One seed for every process: each draws the whole step's prompts and noise and
+        # keeps its own slice, so the step does not depend on how many processes share it.
+        self.sampler = GroupSampler(
+            batches_by_size(adapter, train_pairs), run["groups"], run["seed"]
         )
-        self.noise_gen = torch.Generator().manual_seed(run["seed"] + 1 + 7919 * rank)
-        self.train_gen = torch.Generator().manual_seed(run["seed"] + 2 + 7919 * rank)
+        self.noise_gen = torch.Generator().manual_seed(run["seed"] + 1)
+        self.train_gen = torch.Generator().manual_seed(run["seed"] + 2)
+        # Pairs (indices into train_pairs) that a step found solved: never drawn again.
+        self.banned: set[int] = set()
         self.rows: list[dict[str, Any]] = []
         self.step = 0
 
@@ -216,6 +268,7 @@ class MotionNFT:
             "optimiser": self.optimiser.state_dict(),
             "rng": self.rng_state(),
             "log": list(self.rows),
+            "banned": sorted(self.pairs[i].id for i in self.banned),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -229,6 +282,8 @@ class MotionNFT:
         self.set_rng_state(state["rng"])
         self.rows = list(state["log"])
         self.step = int(state["step"])
+        index = {p.id: i for i, p in enumerate(self.pairs)}
+        self.banned = {index[pair_id] for pair_id in state.get("banned", [])}
 
     @contextmanager
     def text_encoders_ready(self) -> Iterator[None]:
@@ -254,15 +309,33 @@ class MotionNFT:
                 torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ one step
+    def _mine(self, per_group: int = 1) -> slice:
+        """This process's rows of a step-wide tensor with ``per_group`` rows per group."""
+        start = self.first_group * per_group
+        return slice(start, start + self.local_groups * per_group)
+
+    def _gather(self, local: torch.Tensor) -> torch.Tensor:
+        """Every process's ``local`` rows, in process order (the step's group order)."""
+        if self.acc.num_processes == 1:
+            return local
+        return self.acc.gather(local.to(self.acc.device)).cpu()
+
     @torch.no_grad()
     def _rollouts(self, batch: list[Pair]) -> tuple[Any, torch.Tensor, torch.Tensor]:
-        """K edits per prompt from the old policy: (conditioning, latents, images 0..1)."""
+        """K edits per prompt from the old policy: (conditioning, latents, images 0..1).
+
+        The starting noise is drawn for every group of the step, in step order, and this
+        process keeps its own groups' draws: a group's edits do not depend on how many
+        processes share the step.
+        """
         adapter, run = self.adapter, self.run
         k = run["group_size"]
         with self.text_encoders_ready():
             cond = adapter.condition([p.input for p in batch], [p.prompt for p in batch])
         cond = cond.repeat(k)
-        noise = adapter.noise(cond, self.noise_gen)
+        one_group = cond.select(list(range(k)))
+        draws = [adapter.noise(one_group, self.noise_gen) for _ in range(run["groups"])]
+        noise = torch.cat(draws[self._mine()])
         _use(adapter, OLD)
         latents, images = [], []
         for idx in torch.arange(len(cond)).split(run["micro_batch"]):
@@ -273,21 +346,41 @@ class MotionNFT:
         _use(adapter, POLICY)
         return cond, torch.cat(latents), torch.cat(images)
 
-    def _optimise(self, cond: Any, x0: torch.Tensor, r: torch.Tensor, keep: torch.Tensor):
-        """One optimiser step on the kept samples; returns the mean loss terms."""
+    def _optimise(
+        self, cond: Any, x0: torch.Tensor, r: torch.Tensor, keep_groups: torch.Tensor
+    ) -> dict[str, float]:
+        """One optimiser step on the kept samples of the whole step; the mean loss terms.
+
+        ``r`` ``[G, K]`` and ``keep_groups`` ``[G]`` cover every process's groups. The loss
+        is the mean over every kept sample of the step: this process adds its own kept
+        samples' share and the gradients are summed over the processes. A process none of
+        whose groups was kept runs no forward pass (a model given zero samples may fail) and
+        contributes zeros to that sum, so the collective calls stay in step.
+        """
         adapter, run = self.adapter, self.run
-        index = torch.nonzero(keep).flatten()
-        n = max(1, len(index) * run["timesteps_per_sample"])
-        sums = {"loss": 0.0, "policy_loss": 0.0, "positive": 0.0, "negative": 0.0, "kl": 0.0}
+        k, steps = run["group_size"], run["timesteps_per_sample"]
+        kept = torch.nonzero(keep_groups[:, None].expand(-1, k).reshape(-1)).flatten()
+        rows = self._mine(k)
+        own = torch.nonzero((kept >= rows.start) & (kept < rows.stop)).flatten()
+        index = kept[own] - rows.start  # this process's kept samples, as rows of x0
+        r_own = r.reshape(-1)[kept[own]]
+        n = len(kept) * steps
+        scale = run["adv_clip"] / run["beta"]
+        names = ("loss", "policy_loss", "positive", "negative", "kl")
+        sums = torch.zeros(len(names), dtype=torch.float64)
         self.optimiser.zero_grad(set_to_none=True)
-        for _ in range(run["timesteps_per_sample"]):
-            sigma_all, noise_all = loss_noise(len(index), x0.shape[1:], run, self.train_gen)
+        for _ in range(steps):
+            # Drawn for every kept sample of the step, in step order; this process uses its own.
+            sigma_all, noise_all = loss_noise(len(kept), x0.shape[1:], run, self.train_gen)
+            if len(index) == 0:
+                continue
+            sigma_own, noise_own = sigma_all[own], noise_all[own]
             for part in torch.arange(len(index)).split(run["micro_batch"]):
                 idx = index[part]
                 sub = cond.select(idx)
                 clean = x0[idx.to(x0.device)]
-                eps = noise_all[part].to(clean.device, clean.dtype)
-                sigma = sigma_all[part].to(clean.device)
+                eps = noise_own[part].to(clean.device, clean.dtype)
+                sigma = sigma_own[part].to(clean.device)
                 s = sigma.to(clean.dtype).view(-1, 1, 1)
                 x_t = (1 - s) * clean + s * eps
                 with torch.no_grad():
@@ -300,63 +393,79 @@ class MotionNFT:
                 _use(adapter, POLICY)
                 v_theta = adapter.velocity(x_t, sigma, sub)
                 terms = nft_loss(
-                    v_theta, v_old, eps - clean, r[idx].to(clean.device), run["beta"], sigma,
-                    run["weighting"] == "adaptive", v_ref, run["kl_weight"],
+                    v_theta, v_old, eps - clean, r_own[part].to(clean.device), run["beta"],
+                    sigma, run["weighting"] == "adaptive", v_ref, run["kl_weight"], scale,
                 )  # fmt: skip
-                (terms.loss * len(part) / n).backward()
-                for key, value in (("loss", terms.loss), ("policy_loss", terms.policy),
-                                   ("positive", terms.positive), ("negative", terms.negative),
-                                   ("kl", terms.kl)):  # fmt: skip
-                    sums[key] += float(value.detach()) * len(part) / n
+                share = len(part) / n
+                (terms.loss * share).backward()
+                values = (terms.loss.detach(), terms.policy, terms.positive, terms.negative,
+                          terms.kl)  # fmt: skip
+                sums += share * torch.stack([v.double().cpu() for v in values])
         if self.acc.num_processes > 1:
             for p in self.policy:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
-                p.grad = self.acc.reduce(p.grad, reduction="mean")
+                p.grad = self.acc.reduce(p.grad, reduction="sum")
+            sums = self.acc.reduce(sums.to(self.acc.device), reduction="sum").cpu()
         if run["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(self.policy, run["grad_clip"])
         self.optimiser.step()
-        return sums
+        return {name: float(v) for name, v in zip(names, sums, strict=True)}
+
+    def _draw(self) -> list[int]:
+        """The pairs of the step's G groups (the same on every process)."""
+        idx = self.sampler.draw(self.banned)
+        if idx is None:
+            self.log.warning("step %d: every training pair is banned (group_filter.ban_prompts); "
+                             "drawing from all of them again", self.step + 1)  # fmt: skip
+            idx = self.sampler.next()[1]
+        return idx
 
     def train_step(self) -> dict[str, Any]:
-        run = self.run
+        run, k = self.run, self.run["group_size"]
         t0 = time.perf_counter()
-        _, idx = self.sampler.next()
-        batch = [self.pairs[i] for i in idx]
+        idx = self._draw()
+        batch = [self.pairs[i] for i in idx[self._mine()]]
         cond, x0, images = self._rollouts(batch)
         t1 = time.perf_counter()
-        k = run["group_size"]
         scores = self.rewards(
             [p.input for p in batch for _ in range(k)],
             tensor_to_pil(images),  # scored as the 8-bit images an edit is saved as
             [p.prompt for p in batch for _ in range(k)],
             [p.target for p in batch for _ in range(k)],
         )
-        raw = scores.total.view(len(batch), k).float()
-        keep_groups = group_keep(
-            raw, run["group_filter"]["min_std"], run["group_filter"]["max_mean"]
-        )
+        local = torch.stack([scores.total, *scores.parts.values()], dim=-1).float()
+        every = self._gather(local.view(len(batch), k, -1))  # [G, K, 1 + parts]
+        raw = every[..., 0]
+        # Z_c comes from every reward of the step, before the filter (released: gathered,
+        # then np.std of all of them + 1e-4).
+        r = optimality_rewards(raw, run["adv_clip"])
+        spec = run["group_filter"]
+        if spec["enabled"]:
+            keep_groups = group_keep(raw, spec["min_std"], spec["max_mean"])
+        else:
+            keep_groups = ~torch.isnan(raw).any(dim=1)
+        if spec["ban_prompts"]:
+            solved = group_banned(raw, spec["min_std"], spec["max_mean"])
+            self.banned.update(idx[int(g)] for g in torch.nonzero(solved).flatten())
         t2 = time.perf_counter()
         row: dict[str, Any] = {c: None for c in METRIC_COLUMNS}
         row |= {
             "step": self.step + 1,
             "reward_mean": float(torch.nanmean(raw)),
             "reward_std": float(raw[~torch.isnan(raw)].std(unbiased=False)),
-            "groups": len(batch),
+            "groups": len(idx),
             "groups_kept": int(keep_groups.sum()),
             "filtered_fraction": 1.0 - float(keep_groups.float().mean()),
+            "prompts_banned": len(self.banned),
             "lr": run["lr"],
         }
-        for name, part in scores.parts.items():
-            row[f"reward_{name}"] = float(torch.nanmean(part))
-        keep = keep_groups[:, None].expand(-1, k).reshape(-1)
-        if keep_groups.any() or self.acc.num_processes > 1:
-            # With several processes every one takes part in the gradient average, even
-            # with nothing to learn from its own groups (it contributes zeros).
-            r = torch.full_like(raw, 0.5)
-            if keep_groups.any():
-                r[keep_groups] = optimality_rewards(raw[keep_groups], run["adv_clip"])
-            row |= self._optimise(cond, x0, r.reshape(-1), keep)
+        for j, name in enumerate(scores.parts, start=1):
+            row[f"reward_{name}"] = float(torch.nanmean(every[..., j]))
+        # Every process knows every group's fate, so all of them skip a step with nothing
+        # to learn from, or all take part in it.
+        if keep_groups.any():
+            row |= self._optimise(cond, x0, r, keep_groups)
         else:
             self.log.info("step %d: every group was filtered; no update", self.step + 1)
         self.step += 1
