@@ -81,6 +81,7 @@ def main() -> None:
                                   "group_size": args.group_size, "eval_every": 0,
                                   "sampling_steps": args.sampling_steps, "checkpoint_every": 10**6,
                                   "lora": {"rank": 8, "alpha": 8},
+                                  "group_filter": {"enabled": False},
                                   "rewards": {"motion": 0.5, "appearance": 0.5}}},
             })  # fmt: skip
             run = copy.deepcopy(config["train"]["run"])

@@ -175,6 +175,12 @@ def _check_models(config: dict[str, Any]) -> None:
                 "server (e.g. `vllm serve Qwen/Qwen2.5-VL-32B-Instruct` at http://host:8000/v1), "
                 "or give the mllm reward weight 0"
             )
+        processes = max(1, run["gpus"])
+        if run["groups"] % processes:
+            raise ConfigError(
+                f"train.{name}.groups: {run['groups']} groups per step cannot be split over "
+                f"gpus: {processes} processes; use a multiple of {processes}"
+            )
         if sum(run["rewards"].values()) <= 0:
             raise ConfigError(f"train.{name}.rewards: the weights must add up to more than 0")
     for section in ("sft", "train"):

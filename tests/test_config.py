@@ -222,3 +222,14 @@ def test_the_paper_config_trains_as_section_8_states():
         for e in ("flux-kontext", "qwen-image-edit")
         for m in (0, 0.3, 0.5, 0.7, 1)
     }
+
+
+def test_groups_that_do_not_split_over_the_gpus_fail_at_start():
+    config = minimal(
+        editors={"t": {"kind": "tiny", "source": "m"}},
+        train={"n": {"editor": "t", "rewards": {"motion": 1}, "groups": 24, "gpus": 5}},
+    )
+    with pytest.raises(ConfigError, match=r"train\.n\.groups: 24 groups .* multiple of 5"):
+        validate_config(config)
+    config["train"]["n"]["gpus"] = 8
+    assert validate_config(config)["train"]["n"]["groups"] == 24
