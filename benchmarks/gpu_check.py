@@ -288,9 +288,10 @@ def build_adapter(editor: Editor, small: bool, device: str, dtype: torch.dtype) 
                     "gradient_checkpointing": True,
                     "eval_every": 0,
                     "rewards": {"motion": 1.0},
-                    # Keep every group: with random weights the rewards of a group may all be
-                    # equal, and a filtered group would skip the optimisation being timed.
-                    "group_filter": {"min_std": 0.0},
+                    # Keep every group: with random weights the rewards of a group may be
+                    # equal or all high, and a filtered group would skip the optimisation
+                    # being timed.
+                    "group_filter": {"enabled": False},
                 }
             },
         }
