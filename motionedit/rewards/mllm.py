@@ -64,6 +64,18 @@ DEFAULT_PROMPT_VERSION = "mllm-reward-v2"
 REFERENCES = ("none", "target")
 DEFAULT_REFERENCE = "none"
 
+#: The instruction and the 0-5 scale of ``mllm-reward-v2``, shared by its two questions.
+_V2_SCALE = (
+    "Instruction: {instruction}\n"
+    "Rate the edit from 0 to 5 by how accurately it follows the instruction and how "
+    "good the result looks.\n"
+    "0: the wrong thing was changed, or the edit does not follow the instruction at "
+    "all.\n"
+    "5: the right subject was changed, the instruction is fully followed, and the "
+    "result is of high visual quality.\n"
+    "Reply with the score alone, a single digit from 0 to 5."
+)
+
 #: Prompt texts by version. A new wording gets a new key, so rewards logged under one
 #: version are never compared with rewards from another without noticing.
 #:
@@ -77,29 +89,13 @@ PROMPTS: dict[str, dict[str, str]] = {
     "mllm-reward-v2": {
         "question": (
             "You are shown two images: first the original, then the edited version of it. "
-            "Judge the edited image against the editing instruction below.\n"
-            "Instruction: {instruction}\n"
-            "Rate the edit from 0 to 5 by how accurately it follows the instruction and how "
-            "good the result looks.\n"
-            "0: the wrong thing was changed, or the edit does not follow the instruction at "
-            "all.\n"
-            "5: the right subject was changed, the instruction is fully followed, and the "
-            "result is of high visual quality.\n"
-            "Reply with the score alone, a single digit from 0 to 5."
+            "Judge the edited image against the editing instruction below.\n" + _V2_SCALE
         ),
         "question_with_target": (
             "You are shown three images: first the original, then the edited version of it, "
             "then a reference: one correct result of the instruction, which the edited "
             "version does not have to match exactly. Judge the edited image against the "
-            "editing instruction below.\n"
-            "Instruction: {instruction}\n"
-            "Rate the edit from 0 to 5 by how accurately it follows the instruction and how "
-            "good the result looks.\n"
-            "0: the wrong thing was changed, or the edit does not follow the instruction at "
-            "all.\n"
-            "5: the right subject was changed, the instruction is fully followed, and the "
-            "result is of high visual quality.\n"
-            "Reply with the score alone, a single digit from 0 to 5."
+            "editing instruction below.\n" + _V2_SCALE
         ),
     },
     "mllm-reward-v1": {
