@@ -83,14 +83,9 @@ def editor_config(tmp_path_factory):
     tiny_flux.build().save_pretrained(root / "pipe")
     return {
         "editors": {
-            "kontext": {
-                "kind": "flux-kontext",
-                "source": str(root / "pipe"),
-                "max_area": 48 * 64,
-                "max_sequence_length": 16,
-                "device": "cpu",
-                "inference": {"steps": 12, "seed": 0, "batch_size": 2},
-            }
+            "kontext": tiny_flux.editor(
+                root / "pipe", inference={"steps": 12, "seed": 0, "batch_size": 2}
+            )
         },
         "models": {"kontext": {"kind": "editor", "editor": "kontext", "lora": None}},
     }

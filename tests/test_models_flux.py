@@ -25,14 +25,9 @@ def source(tmp_path_factory):
 def settings(source, **inference):
     cfg = {
         "editors": {
-            "kontext": {
-                "kind": "flux-kontext",
-                "source": str(source),
-                "max_area": 48 * 64,
-                "max_sequence_length": 16,
-                "device": "cpu",
-                "inference": {"steps": 3, "seed": 0, "batch_size": 2, **inference},
-            }
+            "kontext": tiny_flux.editor(
+                source, inference={"steps": 3, "seed": 0, "batch_size": 2, **inference}
+            )
         }
     }
     return editor_settings(cfg, "kontext")

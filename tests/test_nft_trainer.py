@@ -46,15 +46,7 @@ def setup(tmp_path_factory):
         {
             "sources": [{"name": "s", "kind": "synthetic"}],
             "flow": {"backend": "dis", "max_side": 64},
-            "editors": {
-                "kontext": {
-                    "kind": "flux-kontext",
-                    "source": str(root / "pipe"),
-                    "max_area": 48 * 64,
-                    "max_sequence_length": 16,
-                    "device": "cpu",
-                }
-            },
+            "editors": {"kontext": tiny_flux.editor(root / "pipe")},
             "train": {
                 "nft": {
                     "editor": "kontext",

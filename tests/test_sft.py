@@ -32,15 +32,7 @@ def setup(tmp_path_factory):
     config = validate_config(
         {
             "sources": [{"name": "s", "kind": "synthetic"}],
-            "editors": {
-                "kontext": {
-                    "kind": "flux-kontext",
-                    "source": str(root / "pipe"),
-                    "max_area": 48 * 64,
-                    "max_sequence_length": 16,
-                    "device": "cpu",
-                }
-            },
+            "editors": {"kontext": tiny_flux.editor(root / "pipe")},
             "sft": {
                 "lora": {
                     "editor": "kontext",

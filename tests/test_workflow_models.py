@@ -212,16 +212,7 @@ def test_a_killed_infer_job_reruns_to_the_same_images(tmp_path):
     tiny_flux.build().save_pretrained(source)
     config = {
         "sources": [{"name": "synth", "kind": "synthetic"}],
-        "editors": {
-            "k": {
-                "kind": "flux-kontext",
-                "source": str(source),
-                "max_area": 48 * 64,
-                "max_sequence_length": 16,
-                "device": "cpu",
-                "inference": {"steps": 12, "batch_size": 1},
-            }
-        },
+        "editors": {"k": tiny_flux.editor(source, inference={"steps": 12, "batch_size": 1})},
         "models": {"k": {"kind": "editor", "editor": "k"}},
     }
     target = "results/eval/k/outputs.parquet"

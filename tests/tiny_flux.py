@@ -85,3 +85,16 @@ def build(seed: int = 0, guidance: bool = True) -> FluxKontextPipeline:
         tokenizer_2=t5_tokenizer,
         transformer=transformer,
     )
+
+
+def editor(source, **extra) -> dict:
+    """The `editors.<name>` settings of the tiny Kontext pipeline saved at ``source``: edits
+    at 48x64 (the pipeline would otherwise resize to about 1024x1024) with 16 T5 tokens."""
+    return {
+        "kind": "flux-kontext",
+        "source": str(source),
+        "max_area": 48 * 64,
+        "max_sequence_length": 16,
+        "device": "cpu",
+        **extra,
+    }
