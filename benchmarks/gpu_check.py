@@ -285,6 +285,7 @@ def build_adapter(editor: Editor, small: bool, device: str, dtype: torch.dtype) 
                     "group_size": size.group_size,
                     "micro_batch": size.group_size,
                     "sampling_steps": SAMPLING_STEPS,
+                    "resolution": side,
                     "gradient_checkpointing": True,
                     "eval_every": 0,
                     "rewards": {"motion": 1.0},
@@ -424,7 +425,8 @@ def editor_section(
         f"{key} setup: LoRA r={run['lora']['rank']} alpha={run['lora']['alpha']:g} on "
         f"{targets}: {count(lora)} trainable (policy; the old policy is a second "
         f"adapter); gradient checkpointing; {run['groups']} prompt x {run['group_size']} "
-        f"edits at {side}x{side}, {run['sampling_steps']} rollout steps, micro-batch "
+        f"edits at {side}x{side}, {run['sampling_steps']} {run['solver']} rollout steps, "
+        f"{nft_trainer.timesteps_per_rollout(run)} loss levels per edit, micro-batch "
         f"{run['micro_batch']}; {tokens} image + {text} text tokens per sample; reward: "
         f"UniMatch motion reward ({config['flow']['unimatch']['dtype']}); kl_weight "
         f"{run['kl_weight']:g} (reference forward)",

@@ -216,6 +216,10 @@ def test_the_paper_config_trains_as_section_8_states():
     for run in train.values():
         assert (run["groups"], run["group_size"], run["sampling_steps"]) == (24, 8, 6)
         assert (run["lr"], run["kl_weight"], run["micro_batch"]) == (3e-4, 1e-4, 2)
+        # The released recipe where the paper is silent, and the paper's training guidance.
+        assert (run["solver"], run["resolution"], run["guidance"]) == ("dpm2", 512, 1.0)
+        assert (run["sigma_sampling"], run["timestep_fraction"]) == ("sampler", 0.99)
+        assert run["ema_warmup"] and run["ema_decay"] == 0.9
     mixes = {(r["editor"], r["rewards"]["motion"], r["rewards"]["mllm"]) for r in train.values()}
     assert mixes == {
         (e, m, round(1.0 - m, 1))

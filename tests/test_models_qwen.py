@@ -140,10 +140,10 @@ def test_sample_is_deterministic(plus):
     adapter = make_adapter(plus)
     cond = adapter.condition(inputs(), PROMPTS)
     first = adapter.sample(cond, 3, seeded_generator(11))
-    again, path = adapter.sample(cond, 3, seeded_generator(11), trajectory=True)
+    again = adapter.sample(cond, 3, seeded_generator(11))
     other = adapter.sample(cond, 3, seeded_generator(12))
     assert torch.equal(first, again) and not torch.equal(first, other)
-    assert len(path) == 3 and torch.isfinite(first).all()
+    assert torch.isfinite(first).all()
 
 
 def test_edit_is_the_adapters_sample(plus):

@@ -10,21 +10,27 @@ stat_tracking.py and train/config/kontext_nft.py):
 - the mask: a group counts only if its std > min_std AND its mean < max_mean (a missing
   reward, NaN, fails both comparisons); a group with std < min_std AND mean > max_mean is
   banned from later sampling;
+- the noise levels: the rollout sampler's own schedule (6 steps of the pipeline's shifted
+  schedule in the released configs); every kept sample trains at int(steps x 0.99) of
+  them, distinct, in a random order, each with fresh noise (``timestep_fraction``);
+- the model: the transformer called the way the released Kontext trainer calls it, with
+  the condition latents appended and the *training* guidance, on images resized to the
+  square training resolution;
 - the loss, in x0 space with the adaptive weights: adv_clip / beta times the mean over the
   kept samples of r * positive + (1 - r) * negative, plus kl_weight times the mean
   squared distance of the policy's velocity to the base model's, averaged over the noise
-  draws of every sample (the released code takes the masked mean per micro-batch of 2
+  levels of every sample (the released code takes the masked mean per micro-batch of 2
   and averages the micro-batches; the two agree when every micro-batch holds as many
   kept samples, and the mean over the step's kept samples is what is stated here);
 - one AdamW step after clipping the gradient norm, then old <- d old + (1 - d) new with
-  d = min(rate * step, max) and the EMA update.
+  d = min(rate * step, max), and the EMA with its warm-up decay min((1 + k)/(10 + k), 0.9)
+  (flow_grpo/ema.py).
 
 The statement uses numpy and torch directly and none of motionedit.nft's helpers; the
-model is reached through the editor interface (``velocity``) and peft's adapter switches.
-Only the data the step drew is taken from the trainer: its rollouts (x0 and the
-conditioning) and the noise levels and noise of the loss, in step order. The released
-trainer's EMA warms up (flow_grpo/ema.py); the trainer's is constant, and so is the one
-stated here.
+model is reached through the transformer itself and peft's adapter switches. Only the
+data the step drew is taken from the trainer: its rollouts (x0 and the conditioning) and
+the noise levels and noise of the loss, in step order; the levels are checked against the
+schedule computed here.
 """
 
 from __future__ import annotations
@@ -83,6 +89,32 @@ def released_loss(v_theta, v_old, v_ref, x0, x_t, t, r, run) -> torch.Tensor:
     policy = (r * positive / beta + (1 - r) * negative / beta) * adv_clip
     kl = ((v_theta - v_ref) ** 2).mean(dims)
     return policy.mean() + run["kl_weight"] * kl.mean()
+
+
+def released_velocity(transformer, x_t, t, cond, guidance: float) -> torch.Tensor:
+    """The Kontext transformer's velocity as train_nft_kontext.py asks for it: the noisy
+    latents with the condition image's latents appended, ``timestep = t``, the training
+    guidance, and the output over the noisy tokens only."""
+    out = transformer(
+        hidden_states=torch.cat([x_t, cond.batched["image_latents"]], dim=1),
+        guidance=torch.full((len(x_t),), guidance),
+        timestep=t,
+        encoder_hidden_states=cond.batched["prompt_embeds"],
+        pooled_projections=cond.batched["pooled_prompt_embeds"],
+        txt_ids=cond.shared["text_ids"],
+        img_ids=cond.shared["img_ids"],
+        return_dict=False,
+    )[0]
+    return out[:, : x_t.shape[1]]
+
+
+def released_schedule(steps: int, tokens: int) -> np.ndarray:
+    """The Kontext pipeline's noise levels: linspace(1, 1/steps) shifted with mu linear in
+    the image's token count (0.5 at 256 tokens, 1.15 at 4096), sigma' = e^mu / (e^mu +
+    1/sigma - 1); the sampler's timesteps are these x 1000, and train on t = timestep/1000."""
+    mu = 0.5 + (1.15 - 0.5) * (tokens - 256) / (4096 - 256)
+    sigma = np.linspace(1.0, 1.0 / steps, steps)
+    return np.exp(mu) / (np.exp(mu) + (1.0 / sigma - 1.0))
 
 
 def clipped(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
@@ -147,9 +179,10 @@ def tiny(tmp_path_factory):
                     "editor": "kontext",
                     "groups": 4,
                     "group_size": 3,
-                    "sampling_steps": 2,
+                    "sampling_steps": 3,  # 2 of the 3 levels per sample (int(3 x 0.99))
+                    "resolution": 32,  # the inputs are 48x64: squeezed to 32x32
+                    "guidance": 1.0,  # the editor's inference guidance is 2.5
                     "micro_batch": 4,  # 6 kept samples: micro-batches of 4 and 2
-                    "timesteps_per_sample": 2,
                     "beta": 0.7,
                     "adv_clip": 2.0,
                     "kl_weight": 0.05,
@@ -174,7 +207,8 @@ def test_one_trainer_step_is_the_released_step(tiny, monkeypatch):
                             LOG, rewards=FixedRewards())  # fmt: skip
     # What the step draws, recorded as it is drawn.
     seen: dict = {"loss_noise": []}
-    rollouts, draw, loss_noise = trainer._rollouts, trainer.sampler.draw, nft.loss_noise
+    rollouts, draw = trainer._rollouts, trainer.sampler.draw
+    loss_timesteps, loss_noise = nft.loss_timesteps, nft.loss_noise
 
     def recording_rollouts(batch):
         seen["cond"], seen["x0"], images = rollouts(batch)
@@ -184,12 +218,17 @@ def test_one_trainer_step_is_the_released_step(tiny, monkeypatch):
         seen["pairs"] = draw(banned)
         return seen["pairs"]
 
+    def recording_loss_timesteps(*args, **kwargs):
+        seen["levels"] = loss_timesteps(*args, **kwargs)
+        return seen["levels"]
+
     def recording_loss_noise(*args, **kwargs):
         seen["loss_noise"].append(loss_noise(*args, **kwargs))
         return seen["loss_noise"][-1]
 
     monkeypatch.setattr(trainer, "_rollouts", recording_rollouts)
     monkeypatch.setattr(trainer.sampler, "draw", recording_draw)
+    monkeypatch.setattr(nft, "loss_timesteps", recording_loss_timesteps)
     monkeypatch.setattr(nft, "loss_noise", recording_loss_noise)
     before = {name: [p.detach().clone() for p in getattr(trainer, name)]
               for name in ("policy", "old", "ema")}  # fmt: skip
@@ -213,20 +252,32 @@ def test_one_trainer_step_is_the_released_step(tiny, monkeypatch):
         for name in ("policy", "old"):
             for p, value in zip(getattr(trainer, name), before[name], strict=True):
                 p.copy_(value)
-    assert len(seen["loss_noise"]) == run["timesteps_per_sample"]
+    # The rollouts were made at the square training size, and the levels are the sampler's.
+    assert (cond.height, cond.width) == (32, 32)
+    tokens = int(cond.batched["image_latents"].shape[1])
+    schedule = released_schedule(run["sampling_steps"], tokens)
+    levels = seen["levels"].double().numpy()  # [timesteps, kept samples]
+    per_sample = int(run["sampling_steps"] * 0.99)
+    assert levels.shape == (per_sample, len(kept)) == (2, 6)
+    for column in levels.T:
+        assert len(set(column.round(6))) == per_sample  # distinct levels of one sample
+        assert all(np.isclose(schedule, level, atol=1e-6).any() for level in column)
+    assert len(np.unique(levels.round(6))) == run["sampling_steps"]  # all of them are used
+    assert len(seen["loss_noise"]) == per_sample
     losses = []
-    for sigma, noise in seen["loss_noise"]:
-        assert len(sigma) == len(kept)  # drawn for the kept samples, in step order
+    guidance = run["guidance"]
+    for sigma, noise in zip(seen["levels"], seen["loss_noise"], strict=True):
+        assert noise.shape == x0.shape  # fresh noise for every kept sample at every level
         t = sigma.view(-1, 1, 1)
         x_t = (1 - t) * x0 + t * noise
         with torch.no_grad():
             transformer.set_adapter("old")
-            v_old = trainer.adapter.velocity(x_t, sigma, cond)
+            v_old = released_velocity(transformer, x_t, sigma, cond, guidance)
             transformer.disable_adapters()
-            v_ref = trainer.adapter.velocity(x_t, sigma, cond)
+            v_ref = released_velocity(transformer, x_t, sigma, cond, guidance)
             transformer.enable_adapters()
         transformer.set_adapter("default")
-        v_theta = trainer.adapter.velocity(x_t, sigma, cond)
+        v_theta = released_velocity(transformer, x_t, sigma, cond, guidance)
         losses.append(released_loss(v_theta, v_old, v_ref, x0, x_t, sigma, r_kept, run))
     loss = torch.stack(losses).mean()  # the released loss / (accumulation x timesteps)
     grads = torch.autograd.grad(loss, trainer.policy, allow_unused=True)
@@ -239,8 +290,8 @@ def test_one_trainer_step_is_the_released_step(tiny, monkeypatch):
               for p, g in zip(before["policy"], grads, strict=True)]  # fmt: skip
     d = min(run["old_decay"]["rate"] * 1, run["old_decay"]["max"])
     old = [d * o + (1 - d) * p for o, p in zip(before["old"], policy, strict=True)]
-    ema = [run["ema_decay"] * e + (1 - run["ema_decay"]) * p
-           for e, p in zip(before["ema"], policy, strict=True)]  # fmt: skip
+    e = min((1 + 1) / (10 + 1), run["ema_decay"])  # the warm-up's decay after one step
+    ema = [e * m + (1 - e) * p for m, p in zip(before["ema"], policy, strict=True)]
 
     assert row["loss"] == pytest.approx(float(loss.detach()), abs=1e-6)
     # Adam's first step is close to lr * sign(gradient): the gradient itself is compared too

@@ -27,11 +27,12 @@ from motionedit.nft.trainer import (
     METRIC_COLUMNS,
     MotionNFT,
     loss_noise,
+    loss_timesteps,
     rank_rng_file,
     run_motionnft,
 )
 from motionedit.rewards import Scores
-from motionedit.training import STATE_FILE, Checkpoints
+from motionedit.training import STATE_FILE, Checkpoints, load_pairs
 
 LOG = logging.getLogger("test-nft")
 
@@ -54,6 +55,7 @@ def setup(tmp_path_factory):
                     "groups": 2,
                     "group_size": 3,
                     "sampling_steps": 2,
+                    "resolution": 32,
                     "lr": 1e-3,
                     "micro_batch": 4,
                     "checkpoint_every": 2,
@@ -101,33 +103,53 @@ def test_a_run_writes_a_loadable_lora_checkpoints_and_the_training_curve(setup, 
     assert weights and all(torch.isfinite(v).all() for v in weights.values())
 
 
-def test_the_policy_moves_and_filtered_groups_skip_the_update(setup, tmp_path):
+def test_the_policy_moves_and_a_step_without_groups_takes_a_zero_gradient_step(setup, tmp_path):
     run(setup, tmp_path / "a", tmp_path / "sa", steps=2, eval_every=0, ema_decay=0.0)
     moved = load_file(tmp_path / "a" / LORA_WEIGHT_NAME)
-    # Every group filtered (no std is above 10, no mean below -1): the policy stays at its
-    # initialisation, whose B matrices are zero.
-    run(setup, tmp_path / "b", tmp_path / "sb", steps=2, eval_every=0, ema_decay=0.0,
-        group_filter={"enabled": True, "min_std": 10.0, "max_mean": -1.0,
-                      "ban_prompts": False})  # fmt: skip
-    still = load_file(tmp_path / "b" / LORA_WEIGHT_NAME)
+    # Every group filtered (no std is above 10, no mean below -1): the gradient is zero, so
+    # the B matrices stay at their zero initialisation, and the optimiser still steps, as
+    # the released trainer's does: weight decay shrinks the A matrices by (1 - lr wd) a step.
+    filtered = {"enabled": True, "min_std": 10.0, "max_mean": -1.0, "ban_prompts": False}
+    for name, decay in (("b", 0.0), ("c", 0.1)):
+        run(setup, tmp_path / name, tmp_path / f"s{name}", steps=2, eval_every=0,
+            ema_decay=0.0, weight_decay=decay, group_filter=filtered)  # fmt: skip
+    still, shrunk = (load_file(tmp_path / n / LORA_WEIGHT_NAME) for n in ("b", "c"))
     b_keys = [k for k in still if "lora_B" in k]
     assert b_keys and all(torch.count_nonzero(still[k]) == 0 for k in b_keys)
     assert any(torch.count_nonzero(moved[k]) > 0 for k in b_keys)
+    lr = setup[3]["train"]["nft"]["lr"]
+    for key in (k for k in still if "lora_A" in k):
+        assert torch.allclose(shrunk[key], still[key] * (1 - lr * 0.1) ** 2, atol=1e-7)
     log = pd.read_csv(tmp_path / "b" / "metrics.csv")
     assert log["filtered_fraction"].eq(1.0).all() and log["loss"].isna().all()
 
 
+def test_each_rollout_trains_at_distinct_levels_of_the_sampler_schedule():
+    run = {"sigma_sampling": "sampler", "sigma_one_fraction": 0.0, "group_size": 3,
+           "sampling_steps": 6, "timestep_fraction": 0.99}  # fmt: skip
+    schedule = torch.tensor([1.0, 0.9, 0.8, 0.6, 0.4, 0.2, 0.0])
+    levels = loss_timesteps(6, schedule, run | {"group_noise": "independent"}, torch.Generator())
+    assert levels.shape == (5, 6)  # int(6 x 0.99) = 5 levels for each of the 6 samples
+    for column in levels.T:
+        assert column.unique().numel() == 5 and set(column.tolist()) <= set(schedule[:-1].tolist())
+    assert len({tuple(c.tolist()) for c in levels.T}) > 1  # each sample its own order
+    shared = loss_timesteps(6, schedule, run | {"group_noise": "shared"}, torch.Generator())
+    assert torch.equal(shared[:, 0], shared[:, 2]) and not torch.equal(shared[:, 0], shared[:, 3])
+    uniform = {"sigma_sampling": "uniform", "timestep_fraction": 0.5, "group_noise": "independent"}
+    drawn = loss_timesteps(4, schedule, run | uniform, torch.Generator())
+    assert drawn.shape == (3, 4) and drawn.unique().numel() == 12
+
+
 def test_shared_group_noise_is_one_draw_per_group():
-    run = {"sigma_sampling": "uniform", "sigma_one_fraction": 0.0, "group_size": 3}
+    run = {"group_size": 3}
     shape = torch.Size([5, 4])
-    sigma, noise = loss_noise(6, shape, run | {"group_noise": "shared"}, torch.Generator())
-    assert sigma.shape == (6,) and noise.shape == (6, 5, 4)
+    noise = loss_noise(6, shape, run | {"group_noise": "shared"}, torch.Generator())
+    assert noise.shape == (6, 5, 4)
     for group in (slice(0, 3), slice(3, 6)):
-        assert sigma[group].unique().numel() == 1
         assert (noise[group] == noise[group][:1]).all()
-    assert sigma[0] != sigma[3] and not torch.equal(noise[0], noise[3])
-    sigma, noise = loss_noise(6, shape, run | {"group_noise": "independent"}, torch.Generator())
-    assert sigma.unique().numel() == 6 and not torch.equal(noise[0], noise[1])
+    assert not torch.equal(noise[0], noise[3])
+    noise = loss_noise(6, shape, run | {"group_noise": "independent"}, torch.Generator())
+    assert not torch.equal(noise[0], noise[1])
 
 
 def test_shared_group_noise_trains_another_policy(setup, tmp_path):
@@ -216,6 +238,87 @@ def test_the_memory_savers_change_nothing_learned(setup, tmp_path, monkeypatch):
     plain = load_file(tmp_path / "plain" / LORA_WEIGHT_NAME)
     assert lean.keys() == plain.keys()
     assert all(torch.allclose(lean[k], plain[k], atol=1e-6) for k in lean)
+
+
+def test_an_initial_lora_is_the_trainable_policy_with_kl_to_the_bare_base(setup, tmp_path):
+    """``init_lora`` as the released ``lora_path``: the policy starts as that LoRA (its own
+    rank, not the run's), the old policy as a copy, the KL reference is the model without
+    any adapter, and the saved LoRA alone reproduces the trained policy."""
+    from motionedit.nft.trainer import OLD, POLICY, _use
+
+    root, train, _, config = setup
+    editor = editor_settings(config, "kontext")
+    sft = load_editor(editor)
+    sft.add_lora(2, 2, adapter_name="default")
+    with torch.no_grad():
+        for p in sft.lora_parameters():
+            p.normal_(0, 0.3, generator=torch.Generator().manual_seed(p.numel()))
+    sft.save_lora(tmp_path / "sft")
+    init = load_file(tmp_path / "sft" / LORA_WEIGHT_NAME)
+
+    spec = copy.deepcopy(config["train"]["nft"]) | {"init_lora": str(tmp_path / "sft"),
+                                                     "ema_decay": 0.0}  # fmt: skip
+    pairs = load_pairs(train)
+    trainer = MotionNFT("nft", spec, editor, config, pairs, [], LOG)
+    t = trainer.adapter.transformer
+    assert t.peft_config[POLICY].r == t.peft_config[OLD].r == 2  # not the run's rank 4
+    from peft.utils import get_peft_model_state_dict
+
+    start = get_peft_model_state_dict(t, adapter_name=POLICY)
+    assert len(start) == len(init) and len(trainer.policy) == len(init)
+    for key, value in start.items():
+        assert torch.equal(value, init[f"transformer.{key}"]), key
+    assert all(torch.equal(o, p) for o, p in zip(trainer.old, trainer.policy, strict=True))
+
+    cond = trainer.adapter.condition([pairs[0].input], [pairs[0].prompt])
+    x = trainer.adapter.noise(cond, torch.Generator().manual_seed(3))
+    sigma = torch.tensor([0.7])
+    bare = load_editor(editor)
+    with torch.no_grad():
+        _use(trainer.adapter, None)
+        reference = trainer.adapter.velocity(x, sigma, cond)
+        _use(trainer.adapter, POLICY)
+        policy = trainer.adapter.velocity(x, sigma, cond)
+        assert torch.allclose(reference, bare.velocity(x, sigma, cond), atol=1e-6)
+        assert torch.allclose(policy, sft.velocity(x, sigma, cond), atol=1e-6)
+        assert not torch.allclose(policy, reference, atol=1e-3)
+
+    run(setup, tmp_path / "out", tmp_path / "state", steps=1, eval_every=0, ema_decay=0.0,
+        init_lora=str(tmp_path / "sft"))  # fmt: skip
+    trained = load_file(tmp_path / "out" / LORA_WEIGHT_NAME)
+    assert trained.keys() == init.keys()
+    assert any(not torch.equal(trained[k], init[k]) for k in init)  # it trained
+    alone = load_editor(editor)
+    alone.load_lora(tmp_path / "out")  # the whole policy, without the SFT LoRA under it
+    trainer_after = MotionNFT("nft", spec | {"init_lora": str(tmp_path / "out")}, editor,
+                              config, pairs, [], LOG)  # fmt: skip
+    with torch.no_grad():
+        _use(trainer_after.adapter, POLICY)
+        expected = trainer_after.adapter.velocity(x, sigma, cond)
+        assert torch.allclose(alone.velocity(x, sigma, cond), expected, atol=1e-6)
+
+
+def test_rollouts_use_the_training_size_and_guidance_and_the_curve_does_not(setup, monkeypatch):
+    """Rollouts and loss at the square training resolution with the training guidance; the
+    held-out edits at the editor's own size and inference guidance."""
+    _, train, bench, config = setup
+    editor = editor_settings(config, "kontext")
+    spec = copy.deepcopy(config["train"]["nft"]) | {"guidance": 1.0, "eval_pairs": 1}
+    trainer = MotionNFT("nft", spec, editor, config, load_pairs(train), load_pairs(bench)[:1],
+                        LOG)  # fmt: skip
+    seen = []
+
+    def record(module, args, kwargs):  # every transformer call: noisy tokens and guidance
+        tokens = kwargs["hidden_states"].shape[1] - kwargs["img_ids"].shape[0] // 2
+        seen.append((tokens, float(kwargs["guidance"][0])))
+
+    trainer.adapter.transformer.register_forward_pre_hook(record, with_kwargs=True)
+    trainer.train_step()
+    assert seen and set(seen) == {((32 // 4) * (32 // 4), 1.0)}  # 2x2-packed latents at 1/2
+    seen.clear()
+    trainer.evaluate()
+    width, height = trainer.adapter.edit_size(load_pairs(bench)[0].input)
+    assert seen and set(seen) == {((width // 4) * (height // 4), 2.5)} and width != 32
 
 
 def test_training_refuses_an_editor_with_diffusers_offload(setup):
@@ -613,7 +716,8 @@ def test_the_same_trainer_runs_qwen_image_edit(tmp_path, plus):
             "editors": {"q": {"kind": "qwen-image-edit-plus" if plus else "qwen-image-edit",
                               "source": str(source), "max_area": MAX_AREA, "device": "cpu"}},
             "train": {"q": {"editor": "q", "steps": 2, "groups": 1, "group_size": 2,
-                            "sampling_steps": 2, "eval_every": 2, "eval_pairs": 1,
+                            "sampling_steps": 2, "resolution": 32, "eval_every": 2,
+                            "eval_pairs": 1,
                             "lora": {"rank": 2, "alpha": 2},
                             "rewards": {"motion": 0.5, "appearance": 0.5}}},
         }

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -110,15 +112,40 @@ class EditorAdapter(ABC):
         self.settings = settings
         self.device = torch.device(settings.get("device_resolved", "cpu"))
         self.dtype = getattr(torch, settings.get("dtype", "float32"))
+        # What a MotionNFT run trains at, while :meth:`training_settings` holds them; None
+        # is the editor's own setting (what inference uses).
+        self.training_area: int | None = None
+        self.training_guidance: float | None = None
+
+    @contextmanager
+    def training_settings(self, max_area: int | None, guidance: float | None) -> Iterator[None]:
+        """Edit sizes from ``max_area`` pixels and the transformer called with distilled
+        guidance ``guidance``, within the block; None keeps the editor's setting.
+
+        The released MotionNFT trains at 512x512 with the sampling guidance, while the
+        benchmark edits at the editor's own size and guidance: the trainer enters this
+        block for its rollouts and its loss and leaves it for its held-out edits.
+        """
+        saved = self.training_area, self.training_guidance
+        self.training_area, self.training_guidance = max_area, guidance
+        try:
+            yield
+        finally:
+            self.training_area, self.training_guidance = saved
 
     # -- geometry -----------------------------------------------------------------------
+    @property
+    def max_area(self) -> int:
+        """The pixel budget of an edit now: the training one inside ``training_settings``."""
+        return int(self.training_area or self.settings["max_area"])
+
     @property
     def size_multiple(self) -> int:
         """Pixel sides must be multiples of this: the VAE factor times the 2x2 packing."""
         return int(self.pipe.vae_scale_factor) * 2
 
     def edit_size(self, image: Image.Image) -> tuple[int, int]:
-        return edit_size(*image.size, int(self.settings["max_area"]), self.size_multiple)
+        return edit_size(*image.size, self.max_area, self.size_multiple)
 
     # -- what training needs -------------------------------------------------------------
     @abstractmethod
@@ -161,29 +188,41 @@ class EditorAdapter(ABC):
         steps: int,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
-        trajectory: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Deterministic Euler ODE sampling without guidance, as MotionNFT's rollouts use.
+        solver: str = "euler",
+    ) -> torch.Tensor:
+        """Deterministic sampling without classifier-free guidance, as MotionNFT's rollouts use.
 
-        With ``trajectory`` the latents before every step are returned too, so a trainer
-        can pick its training timesteps on the path the policy actually took.
+        ``euler`` steps along the velocity. ``dpm2`` is the multistep second-order
+        DPM-Solver++ on the data prediction x0 = x - sigma v, the released trainer's
+        rollout solver (``solver="dpm2"``, deterministic): its first and last steps are
+        first order (both equal an Euler step), each step between combines this step's x0
+        prediction with the previous one's. At two steps the two solvers agree.
         """
+        if solver not in ("euler", "dpm2"):
+            raise ValueError(f"unknown solver {solver!r} (euler or dpm2)")
         if latents is None:
             latents = self.noise(cond, generator or torch.Generator().manual_seed(0))
         sig = self.sigmas(steps, cond).to(self.device)
-        path = []
+        previous_x0: torch.Tensor | None = None
         for i in range(len(sig) - 1):
-            path.append(latents)
-            s = sig[i].expand(latents.shape[0])
-            v = self.velocity(latents, s, cond)
-            latents = (latents.float() + (sig[i + 1] - sig[i]) * v).to(latents.dtype)
-        return (latents, path) if trajectory else latents
+            v = self.velocity(latents, sig[i].expand(latents.shape[0]), cond)
+            x0 = latents.double() - sig[i].double() * v.double()
+            if solver == "dpm2" and previous_x0 is not None and i < len(sig) - 2:
+                s = sig.double()
+                x = dpm_solver_2m_step(latents.double(), x0, previous_x0, s[i - 1], s[i], s[i + 1])
+            else:
+                x = latents.float() + (sig[i + 1] - sig[i]) * v  # the pipeline's Euler step
+            previous_x0 = x0
+            latents = x.to(latents.dtype)
+        return latents
 
     def _guidance(self, batch: int) -> torch.Tensor | None:
         """The distilled-guidance input of transformers that have one (FLUX.1 [dev]), else None."""
         if not self.transformer.config.guidance_embeds:
             return None
-        scale = float(self.settings["inference"]["guidance_scale"])
+        scale = self.training_guidance
+        if scale is None:
+            scale = float(self.settings["inference"]["guidance_scale"])
         return torch.full((batch,), scale, device=self.device, dtype=torch.float32)
 
     # -- LoRA ------------------------------------------------------------------------------
@@ -248,6 +287,35 @@ class EditorAdapter(ABC):
             raise ModelError(f"no LoRA weights at {path} (expected {LORA_WEIGHT_NAME} in it)")
         self.pipe.load_lora_weights(str(path), adapter_name=adapter_name)
         self.pipe.set_adapters([adapter_name])
+
+
+def dpm_solver_2m_step(
+    x: torch.Tensor,
+    x0: torch.Tensor,
+    previous_x0: torch.Tensor,
+    sigma_previous: torch.Tensor,
+    sigma: torch.Tensor,
+    sigma_next: torch.Tensor,
+) -> torch.Tensor:
+    """One second-order multistep DPM-Solver++ step from ``sigma`` to ``sigma_next``.
+
+    In the flow convention alpha = 1 - sigma and the log signal-to-noise ratio is
+    lambda = log(alpha / sigma). The step is the exact solution of the ODE with the data
+    prediction taken linear in lambda through this step's and the previous step's x0
+    predictions. A previous level of 1 (pure noise, lambda = -inf) leaves no slope to take,
+    and the step is first order.
+    """
+
+    def log_snr(s: torch.Tensor) -> torch.Tensor:
+        return torch.log(1 - s) - torch.log(s)
+
+    h = log_snr(sigma_next) - log_snr(sigma)
+    decay = (1 - sigma_next) * torch.expm1(-h)  # alpha_next (e^-h - 1), negative
+    x_next = (sigma_next / sigma) * x - decay * x0
+    if sigma_previous < 1:
+        ratio = (log_snr(sigma) - log_snr(sigma_previous)) / h
+        x_next = x_next - 0.5 * decay * (x0 - previous_x0) / ratio
+    return x_next
 
 
 def seeded_generator(seed: int) -> torch.Generator:

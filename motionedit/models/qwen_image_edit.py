@@ -336,7 +336,7 @@ class QwenImageEditPlusAdapter(QwenImageEditAdapter):
         At ``max_area = 1024**2`` this is exactly the pipeline's size; below, the VL input
         keeps the same share of the output's area instead of costing more than it.
         """
-        area = PLUS_VL_AREA * int(self.settings["max_area"]) / PIPELINE_AREA
+        area = PLUS_VL_AREA * self.max_area / PIPELINE_AREA
         ratio = image.width / image.height
         width = math.sqrt(area * ratio)
         return _round32(width), _round32(width / ratio)

@@ -79,6 +79,17 @@ def old_policy_decay(step: int, rate: float = 0.001, cap: float = 0.5) -> float:
     return min(rate * step, cap)
 
 
+def ema_decay_at(step: int, cap: float, warmup: bool = True) -> float:
+    """How much of itself the EMA of the policy keeps at optimiser step ``step`` (from 1).
+
+    With ``warmup`` it is min((1 + step) / (10 + step), cap): 2/11 after the first step,
+    so the early EMA follows the policy closely rather than staying near the initial
+    weights for tens of steps (the released trainer's flow_grpo/ema.py, called with the
+    number of optimiser steps taken). Without it the decay is ``cap`` from the start.
+    """
+    return min((1.0 + step) / (10.0 + step), cap) if warmup else cap
+
+
 @torch.no_grad()
 def blend_(target: list[Tensor], source: list[Tensor], keep: float) -> None:
     """target <- keep * target + (1 - keep) * source, in place: the old-policy and EMA updates."""

@@ -4,17 +4,18 @@ One step (an "epoch" of DiffusionNFT):
 
 1. sampling: G training prompts of one edit size *over all processes* (each process makes
    the edits of its G / N), K edits each from the *old* policy with the deterministic
-   few-step sampler;
+   few-step sampler (``solver``), at the training resolution and guidance;
 2. reward: the configured mix (motion reward, MLLM or appearance) per edit; the rewards of
    every process are gathered, turned into optimality rewards with the std of all of them,
    and the group filter picks the groups to train on (and, with ``ban_prompts``, the
    solved prompts never to sample again);
-3. optimisation: at freshly drawn noise levels of each kept sample, the NFT loss between the
-   current policy (the trainable LoRA "default"), the old policy (LoRA "old", no gradient)
-   and, for the KL term, the base model (adapters disabled), averaged over the kept samples
-   of all processes; one optimiser step;
+3. optimisation: each kept sample at T of the sampler's noise levels (5 of 6 by default),
+   fresh noise at each, the NFT loss between the current policy (the trainable LoRA
+   "default"), the old policy (LoRA "old", no gradient) and, for the KL term, the base
+   model (adapters disabled), averaged over the kept samples of all processes and their
+   levels; one optimiser step (a zero-gradient one when every group was filtered);
 4. the old policy moves toward the new one by the decay schedule, and an EMA copy of the
-   policy (what is evaluated and saved) moves too.
+   policy (what is evaluated and saved) moves too, after a warm-up.
 
 Every ``checkpoint_every`` steps the whole state (policy, old, EMA, optimiser, every random
 generator, the log) goes to ``state_dir`` and the step's LoRA to ``state_dir/step-{k}``; a
@@ -48,12 +49,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from motionedit.metrics import score_edits
 from motionedit.models import EditorAdapter, ModelError, load_editor
 from motionedit.models.base import tensor_to_pil
 from motionedit.nft.objective import (
     blend_,
+    ema_decay_at,
     group_banned,
     group_keep,
     nft_loss,
@@ -121,13 +124,24 @@ def groups_error(name: str, groups: int, processes: int) -> str:
     )
 
 
-def loss_noise(
-    count: int, shape: torch.Size, run: dict[str, Any], generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise levels ``[count]`` and noise ``[count, *shape]`` for the loss of ``count`` kept
-    samples, which come in whole groups of the run's ``group_size``.
+def timesteps_per_rollout(run: dict[str, Any]) -> int:
+    """Noise levels at which each kept rollout enters the loss of a step: the released
+    ``int(sampling_steps * timestep_fraction)`` (5 of 6), at least one."""
+    return max(1, int(run["sampling_steps"] * run["timestep_fraction"]))
 
-    With ``group_noise: shared`` a group's samples share one draw. The NFT gradient of a
+
+def loss_timesteps(
+    count: int, schedule: torch.Tensor, run: dict[str, Any], generator: torch.Generator
+) -> torch.Tensor:
+    """Noise levels ``[T, count]`` at which ``count`` kept samples (whole groups of the
+    run's ``group_size``) enter the loss, T = :func:`timesteps_per_rollout`.
+
+    With ``sigma_sampling: sampler`` each sample takes T distinct levels of the rollout
+    sampler's own schedule (``schedule`` without its final 0), in a random order: the
+    released trainer shuffles every sample's timesteps and trains on the first T. With
+    ``uniform`` or ``logit_normal`` the T levels are drawn from that distribution.
+
+    With ``group_noise: shared`` a group's samples share their draws. The NFT gradient of a
     group is the reward-weighted sum of each sample's velocity error; the part of that error
     that comes from the noise is then the same for every sample and cancels between the
     better and the worse ones, leaving what separates the samples themselves. With
@@ -135,13 +149,26 @@ def loss_noise(
     differences at mid noise levels.
     """
     shared, group_size = run["group_noise"] == "shared", run["group_size"]
-    draws = count // group_size if shared else count
-    sigma = sample_sigmas(draws, run["sigma_sampling"], generator, run["sigma_one_fraction"])
-    noise = torch.randn((draws, *shape), generator=generator)
-    if shared:
-        sigma = sigma.repeat_interleave(group_size)
-        noise = noise.repeat_interleave(group_size, dim=0)
-    return sigma, noise
+    draws, per_rollout = (count // group_size if shared else count), timesteps_per_rollout(run)
+    if run["sigma_sampling"] == "sampler":
+        levels = schedule[:-1].float()
+        picks = [torch.randperm(len(levels), generator=generator)[:per_rollout]
+                 for _ in range(draws)]  # fmt: skip
+        sigma = levels[torch.stack(picks).T] if draws else torch.zeros(per_rollout, 0)
+    else:
+        sigma = sample_sigmas(draws * per_rollout, run["sigma_sampling"], generator,
+                              run["sigma_one_fraction"]).view(draws, per_rollout).T  # fmt: skip
+    return sigma.repeat_interleave(group_size, dim=1) if shared else sigma
+
+
+def loss_noise(
+    count: int, shape: torch.Size, run: dict[str, Any], generator: torch.Generator
+) -> torch.Tensor:
+    """Fresh noise ``[count, *shape]`` for one noise level of ``count`` kept samples, shared
+    within a group as the levels are (:func:`loss_timesteps`)."""
+    shared, group_size = run["group_noise"] == "shared", run["group_size"]
+    noise = torch.randn((count // group_size if shared else count, *shape), generator=generator)
+    return noise.repeat_interleave(group_size, dim=0) if shared else noise
 
 
 class GroupSampler(BucketSampler):
@@ -200,10 +227,6 @@ class MotionNFT:
         if self.acc.num_processes > 1:
             editor["device"] = str(self.acc.device)
         self.adapter = adapter = load_editor(editor)
-        if run.get("init_lora"):
-            adapter.load_lora(run["init_lora"], adapter_name="init")
-            adapter.pipe.fuse_lora(adapter_names=["init"])
-            adapter.pipe.unload_lora_weights()
         for module in (adapter.pipe.vae, *adapter.text_encoders):
             module.requires_grad_(False)
         self.offload_text = bool(run["offload_text_encoders"])
@@ -212,10 +235,19 @@ class MotionNFT:
                 module.to("cpu")
         lora = run["lora"]
         torch.manual_seed(run["seed"])
-        adapter.add_lora(lora["rank"], lora["alpha"], lora["targets"], adapter_name=OLD)
+        if run.get("init_lora"):
+            # The released trainer's ``lora_path``: the given LoRA *is* the trainable policy
+            # (its own rank and targets), the old policy is a copy of it, and the KL term
+            # measures the distance to the bare base model.
+            adapter.load_lora(run["init_lora"], adapter_name=POLICY)
+            loaded = adapter.transformer.peft_config[POLICY]
+            lora = {"rank": loaded.r, "alpha": loaded.lora_alpha,
+                    "targets": sorted(loaded.target_modules)}  # fmt: skip
         with warnings.catch_warnings():  # a second adapter is the point: the policy beside it
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            adapter.add_lora(lora["rank"], lora["alpha"], lora["targets"], adapter_name=POLICY)
+            adapter.add_lora(lora["rank"], lora["alpha"], lora["targets"], adapter_name=OLD)
+            if not run.get("init_lora"):
+                adapter.add_lora(lora["rank"], lora["alpha"], lora["targets"], adapter_name=POLICY)
         self.policy, self.old = _params(adapter, POLICY), _params(adapter, OLD)
         blend_(self.old, self.policy, keep=0.0)  # the old policy starts as the policy
         _use(adapter, POLICY)
@@ -230,10 +262,15 @@ class MotionNFT:
         self.rewards = rewards or make_rewards(
             run["rewards"], config, motion_bins=run["motion_reward_bins"]
         )
+        # Rollouts and the loss at ``resolution`` x ``resolution`` (every pair one size) and
+        # with the training guidance; the held-out edits leave both (see evaluate).
+        side = run["resolution"]
+        self.training_area = side * side if side else None
+        buckets = {(side, side): list(range(len(train_pairs)))} if side else None
         # One seed for every process: each draws the whole step's prompts and noise and
         # keeps its own slice, so the step does not depend on how many processes share it.
         self.sampler = GroupSampler(
-            batches_by_size(adapter, train_pairs), run["groups"], run["seed"]
+            buckets or batches_by_size(adapter, train_pairs), run["groups"], run["seed"]
         )
         self.noise_gen = torch.Generator().manual_seed(run["seed"] + 1)
         self.train_gen = torch.Generator().manual_seed(run["seed"] + 2)
@@ -320,6 +357,14 @@ class MotionNFT:
             return local
         return self.acc.gather(local.to(self.acc.device)).cpu()
 
+    def training_input(self, pair: Pair) -> Any:
+        """The input frame as the rollouts see it: squeezed to the square training size
+        (the released trainer resizes every image to ``resolution`` x ``resolution`` with
+        Lanczos), or as it is when the run trains at the editor's own size."""
+        side = self.run["resolution"]
+        image = pair.input
+        return image.resize((side, side), Image.Resampling.LANCZOS) if side else image
+
     @torch.no_grad()
     def _rollouts(self, batch: list[Pair]) -> tuple[Any, torch.Tensor, torch.Tensor]:
         """K edits per prompt from the old policy: (conditioning, latents, images 0..1).
@@ -331,7 +376,8 @@ class MotionNFT:
         adapter, run = self.adapter, self.run
         k = run["group_size"]
         with self.text_encoders_ready():
-            cond = adapter.condition([p.input for p in batch], [p.prompt for p in batch])
+            cond = adapter.condition([self.training_input(p) for p in batch],
+                                     [p.prompt for p in batch])  # fmt: skip
         cond = cond.repeat(k)
         one_group = cond.select(list(range(k)))
         draws = [adapter.noise(one_group, self.noise_gen) for _ in range(run["groups"])]
@@ -340,7 +386,8 @@ class MotionNFT:
         latents, images = [], []
         for idx in torch.arange(len(cond)).split(run["micro_batch"]):
             sub = cond.select(idx)
-            x0 = adapter.sample(sub, run["sampling_steps"], latents=noise[idx.to(noise.device)])
+            x0 = adapter.sample(sub, run["sampling_steps"], latents=noise[idx.to(noise.device)],
+                                solver=run["solver"])  # fmt: skip
             latents.append(x0)
             images.append(adapter.decode(x0, sub).float().cpu())
         _use(adapter, POLICY)
@@ -358,20 +405,22 @@ class MotionNFT:
         contributes zeros to that sum, so the collective calls stay in step.
         """
         adapter, run = self.adapter, self.run
-        k, steps = run["group_size"], run["timesteps_per_sample"]
+        k = run["group_size"]
         kept = torch.nonzero(keep_groups[:, None].expand(-1, k).reshape(-1)).flatten()
         rows = self._mine(k)
         own = torch.nonzero((kept >= rows.start) & (kept < rows.stop)).flatten()
         index = kept[own] - rows.start  # this process's kept samples, as rows of x0
         r_own = r.reshape(-1)[kept[own]]
-        n = len(kept) * steps
+        # Drawn for every kept sample of the step, in step order; this process uses its own.
+        schedule = adapter.sigmas(run["sampling_steps"], cond)
+        levels = loss_timesteps(len(kept), schedule, run, self.train_gen)
+        n = max(1, len(kept) * len(levels))
         scale = run["adv_clip"] / run["beta"]
         names = ("loss", "policy_loss", "positive", "negative", "kl")
         sums = torch.zeros(len(names), dtype=torch.float64)
         self.optimiser.zero_grad(set_to_none=True)
-        for _ in range(steps):
-            # Drawn for every kept sample of the step, in step order; this process uses its own.
-            sigma_all, noise_all = loss_noise(len(kept), x0.shape[1:], run, self.train_gen)
+        for sigma_all in levels:
+            noise_all = loss_noise(len(kept), x0.shape[1:], run, self.train_gen)
             if len(index) == 0:
                 continue
             sigma_own, noise_own = sigma_all[own], noise_all[own]
@@ -401,10 +450,11 @@ class MotionNFT:
                 values = (terms.loss.detach(), terms.policy, terms.positive, terms.negative,
                           terms.kl)  # fmt: skip
                 sums += share * torch.stack([v.double().cpu() for v in values])
+        for p in self.policy:  # AdamW skips a parameter without a gradient
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
         if self.acc.num_processes > 1:
             for p in self.policy:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
                 p.grad = self.acc.reduce(p.grad, reduction="sum")
             sums = self.acc.reduce(sums.to(self.acc.device), reduction="sum").cpu()
         if run["grad_clip"] > 0:
@@ -426,7 +476,8 @@ class MotionNFT:
         t0 = time.perf_counter()
         idx = self._draw()
         batch = [self.pairs[i] for i in idx[self._mine()]]
-        cond, x0, images = self._rollouts(batch)
+        with self.adapter.training_settings(self.training_area, run["guidance"]):
+            cond, x0, images = self._rollouts(batch)
         t1 = time.perf_counter()
         scores = self.rewards(
             [p.input for p in batch for _ in range(k)],
@@ -462,17 +513,22 @@ class MotionNFT:
         }
         for j, name in enumerate(scores.parts, start=1):
             row[f"reward_{name}"] = float(torch.nanmean(every[..., j]))
-        # Every process knows every group's fate, so all of them skip a step with nothing
-        # to learn from, or all take part in it.
-        if keep_groups.any():
-            row |= self._optimise(cond, x0, r, keep_groups)
-        else:
-            self.log.info("step %d: every group was filtered; no update", self.step + 1)
+        # A step whose groups were all filtered still steps the optimiser, with a zero
+        # gradient, as the released trainer does (its masked loss is then 0 x the sum):
+        # AdamW's momentum and weight decay move the policy, and the decays advance.
+        if not keep_groups.any():
+            self.log.info("step %d: every group was filtered; a zero-gradient step",
+                          self.step + 1)  # fmt: skip
+        with self.adapter.training_settings(self.training_area, run["guidance"]):
+            terms = self._optimise(cond, x0, r, keep_groups)
+        if keep_groups.any():  # a step with no sample logs no loss
+            row |= terms
         self.step += 1
         decay = old_policy_decay(self.step, run["old_decay"]["rate"], run["old_decay"]["max"])
         blend_(self.old, self.policy, keep=decay)
         if self.ema is not None:
-            blend_(self.ema, self.policy, keep=run["ema_decay"])
+            blend_(self.ema, self.policy,
+                   keep=ema_decay_at(self.step, run["ema_decay"], run["ema_warmup"]))  # fmt: skip
         row |= {
             "decay": decay,
             "sampling_s": round(t1 - t0, 3),
