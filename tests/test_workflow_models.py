@@ -60,6 +60,7 @@ CONFIG = {
             "groups": 2,
             "group_size": 2,
             "sampling_steps": 1,
+            "resolution": None,  # the tiny editor's own 32x32 budget, as config.yaml
             "rewards": {"motion": 0.5, "appearance": 0.5},
             "checkpoint_every": 1,
             "eval_every": 1,
