@@ -206,8 +206,8 @@ class EditorAdapter(ABC):
         previous_x0: torch.Tensor | None = None
         for i in range(len(sig) - 1):
             v = self.velocity(latents, sig[i].expand(latents.shape[0]), cond)
-            x0 = latents.double() - sig[i].double() * v.double()
-            if solver == "dpm2" and previous_x0 is not None and i < len(sig) - 2:
+            x0 = latents.double() - sig[i].double() * v.double() if solver == "dpm2" else None
+            if previous_x0 is not None and i < len(sig) - 2:
                 s = sig.double()
                 x = dpm_solver_2m_step(latents.double(), x0, previous_x0, s[i - 1], s[i], s[i + 1])
             else:
