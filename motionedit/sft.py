@@ -125,7 +125,10 @@ def train_flow_matching(
         raise ModelError("sft: nothing to train (no parameter requires grad)")
     for m in modules:
         m.train()
-    optimiser = torch.optim.AdamW(params, lr=run["lr"], weight_decay=run["weight_decay"])
+    # foreach: the same update bit for bit, in fewer calls (CPU defaults to one per tensor)
+    optimiser = torch.optim.AdamW(
+        params, lr=run["lr"], weight_decay=run["weight_decay"], foreach=True
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, _lr_lambda(run["warmup_steps"], run["steps"])
     )

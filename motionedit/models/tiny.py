@@ -403,7 +403,10 @@ def train_autoencoder(
     rng = np.random.default_rng(seed)
     tensors = _to_tensor(images)
     vae.train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
+    # foreach: the same update bit for bit, in fewer calls (CPU defaults to one per tensor)
+    optimizer = torch.optim.AdamW(
+        vae.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.99), foreach=True
+    )
     warmup = max(1, steps // 20)
 
     def lr_lambda(step: int) -> float:
