@@ -25,8 +25,9 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        rules.dataset.output,
-        rules.report_dataset.output,
+        [rules.dataset.output, rules.report_dataset.output]
+        if mining_needed(config)
+        else [],
         expand("results/train/{nft}", nft=config["train"]),
         rules.report_training.output if config["train"] else [],
         [rules.summarize.output, rules.report_benchmark.output]

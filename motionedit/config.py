@@ -52,6 +52,12 @@ def key_path(parts) -> str:
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "oneOf" and error.context:
+        # A value of several allowed forms (a path, or a mapping): the form of the same
+        # type as what was given says what is wrong with it.
+        same_type = [e for e in error.context if e.validator != "type"]
+        if same_type:
+            return _describe(jsonschema.exceptions.best_match(same_type))
     path = list(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
@@ -205,6 +211,8 @@ def _check_models(config: dict[str, Any]) -> None:
             raise ConfigError(f"models.{name}.pattern: must contain {{id}}, e.g. '{{id}}.png'")
         for key in ("lora",):
             path = model.get(key)
+            if not isinstance(path, str):  # none, or a hub file
+                continue
             for prefix, section in (("results/models/", "sft"), ("results/train/", "train")):
                 if path and path.startswith(prefix) and path.split("/")[2] not in config[section]:
                     raise ConfigError(

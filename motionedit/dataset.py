@@ -28,12 +28,11 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from motionedit import CATEGORIES
 from motionedit.download import sha256_of
 from motionedit.mllm import spending_summary
+from motionedit.split_table import write_split_tables
 from motionedit.tables import read_tables
 
 SPLITS = ("train", "bench")
@@ -339,69 +338,33 @@ def _copy_image(src: str, dst: Path, image_format: str) -> None:
     cv2.imwrite(str(dst), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
 
 
-def _image_struct(path: Path, rel: str) -> dict[str, Any]:
-    return {"bytes": path.read_bytes(), "path": rel}
-
-
-HF_FEATURES = {
-    "id": {"dtype": "string", "_type": "Value"},
-    "prompt": {"dtype": "string", "_type": "Value"},
-    "input_image": {"_type": "Image"},
-    "target_image": {"_type": "Image"},
-    "category": {"dtype": "string", "_type": "Value"},
-    "source": {"dtype": "string", "_type": "Value"},
-    "video_id": {"dtype": "string", "_type": "Value"},
-    "t0": {"dtype": "float64", "_type": "Value"},
-    "t1": {"dtype": "float64", "_type": "Value"},
-    "motion_mean": {"dtype": "float64", "_type": "Value"},
-    "motion_peak": {"dtype": "float64", "_type": "Value"},
-}
-
-
 def write_split(rows: pd.DataFrame, split_dir: Path, image_format: str) -> None:
-    """Images, metadata.jsonl (imagefolder style) and a Parquet file with embedded images."""
+    """The split's images, then its tables (motionedit/split_table.py)."""
     images = split_dir / "images"
     if images.exists():
         shutil.rmtree(images)
     images.mkdir(parents=True)
     ext = "png" if image_format == "png" else "jpg"
-    records, table_rows = [], []
+    records = []
     for r in rows.itertuples(index=False):
         rel = [f"images/{r.id}_input.{ext}", f"images/{r.id}_target.{ext}"]
         _copy_image(r.frame0, split_dir / rel[0], image_format)
         _copy_image(r.frame1, split_dir / rel[1], image_format)
-        meta = {
-            "id": r.id,
-            "prompt": r.prompt,
-            "image": rel,
-            "category": r.category,
-            "source": r.source,
-            "video_id": r.video_id,
-            "t0": float(r.t0),
-            "t1": float(r.t1),
-            "motion_mean": round(float(r.motion_mean), 6),
-            "motion_peak": round(float(r.motion_peak), 6),
-        }
-        records.append(json.dumps(meta, ensure_ascii=False))
-        table_rows.append(
-            {k: meta[k] for k in HF_FEATURES if k in meta}
-            | {
-                "input_image": _image_struct(split_dir / rel[0], rel[0]),
-                "target_image": _image_struct(split_dir / rel[1], rel[1]),
+        records.append(
+            {
+                "id": r.id,
+                "prompt": r.prompt,
+                "image": rel,
+                "category": r.category,
+                "source": r.source,
+                "video_id": r.video_id,
+                "t0": float(r.t0),
+                "t1": float(r.t1),
+                "motion_mean": round(float(r.motion_mean), 6),
+                "motion_peak": round(float(r.motion_peak), 6),
             }
         )
-    (split_dir / "metadata.jsonl").write_text("".join(line + "\n" for line in records))
-    arrow = {
-        "Image": pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
-        "string": pa.string(),
-        "float64": pa.float64(),
-    }
-    schema = pa.schema(
-        [(k, arrow[v.get("dtype", v["_type"])]) for k, v in HF_FEATURES.items()],
-        metadata={"huggingface": json.dumps({"info": {"features": HF_FEATURES}})},
-    )
-    table = pa.Table.from_pylist(table_rows, schema=schema)
-    pq.write_table(table, split_dir / "data.parquet", compression="zstd")
+    write_split_tables(records, split_dir)
 
 
 def _reason_key(text: Any) -> str:

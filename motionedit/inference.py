@@ -72,8 +72,9 @@ def model_digest(model: dict[str, Any], settings: dict[str, Any] | None) -> str:
     """
     parts: dict[str, Any] = {"model": model, "editor": settings}
     lora = model.get("lora")
-    if lora:
-        files = sorted(p for p in Path(lora).rglob("*.safetensors")) if Path(lora).is_dir() else []
+    if isinstance(lora, str):  # a hub LoRA is named by its pinned revision, in `model`
+        path = Path(lora)
+        files = sorted(path.rglob("*.safetensors")) if path.is_dir() else [path] * path.is_file()
         parts["lora_sha256"] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in files]
     if settings and Path(str(settings.get("source", ""))).is_dir():
         src = Path(settings["source"])
@@ -194,9 +195,7 @@ def _run_editor(
         if journal.done(batch, images_dir):
             continue
         if adapter is None:
-            adapter = load_editor(settings)
-            if model.get("lora"):
-                adapter.load_lora(model["lora"])
+            adapter = load_model(name, model, settings)
         t0 = time.perf_counter()
         edited = adapter.edit([inputs[i] for i in batch], [prompts[i] for i in batch], seed)
         per_image = (time.perf_counter() - t0) / len(batch)
@@ -207,6 +206,16 @@ def _run_editor(
             out.append(_row(id_, path, per_image, seed))
         journal.add(out)
     return [journal.rows[r["id"]] for r in rows]
+
+
+def load_model(name: str, model: dict[str, Any], settings: dict[str, Any]) -> Any:
+    """The editor of ``models.<name>`` (an ``editor`` model), with its LoRA if it has one."""
+    from motionedit.models.loading import resolve_lora
+
+    adapter = load_editor(settings)
+    if model.get("lora"):
+        adapter.load_lora(resolve_lora(model["lora"], f"models.{name}.lora"))
+    return adapter
 
 
 def _batches(inputs: dict[str, Image.Image], batch_size: int) -> list[list[str]]:

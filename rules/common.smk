@@ -9,6 +9,12 @@ sys.path.insert(0, workflow.basedir)  # motionedit/ without installing it
 # Only modules free of torch, diffusers, transformers, OpenCV and pydantic are imported
 # here: the DAG is built where the model stack may be missing (docs/architecture.md).
 from motionedit.config import evaluation_flow, validate_config
+from motionedit.dataset_import import (
+    dataset_table,
+    imported_roles,
+    local_inputs,
+    mining_needed,
+)
 from motionedit.flow import UNIMATCH_CHECKPOINT_NAME
 from motionedit.mllm import section_pricing
 from motionedit.models import editor_settings
@@ -40,6 +46,7 @@ wildcard_constraints:
     run=_one_of(config["sft"]),
     nft=_one_of(config["train"]),
     model=_one_of(config["models"]),
+    role=_one_of(imported_roles(config)),
 
 
 @functools.cache
@@ -53,11 +60,20 @@ def per_shard(pattern):
     return [pattern.format(src=src, shard=s) for src in SHARDS for s in SHARDS[src]]
 
 
+TRAIN_TABLE = dataset_table(config, "train")
+BENCH_TABLE = dataset_table(config, "bench")
+
+
+def local_dataset_files(wildcards):
+    """A local dataset's table files, so that rewriting one imports it again."""
+    return local_inputs(config["datasets"][wildcards.role])
+
+
 def _made_here(path):
     """A path the workflow makes (an `sft` or `train` run's folder, or a folder inside one,
     such as a MotionNFT run's checkpoints/step-<k>/) needs the run that makes it; a hub id
     does not."""
-    if path and path.startswith(("results/models/", "results/train/")):
+    if isinstance(path, str) and path.startswith(("results/models/", "results/train/")):
         return [str(Path(*Path(path).parts[:3]))]
     return []
 

@@ -28,3 +28,28 @@ rule dataset:
         flow_backend=config["flow"]["backend"],
     script:
         "../workflow_scripts/dataset.py"
+
+
+# A train or benchmark split made elsewhere (datasets.<role>: hub or local), checked row
+# by row and written in the layout of the mined splits.
+rule import_dataset:
+    input:
+        local_dataset_files,
+    output:
+        table="results/datasets/{role}/data.parquet",
+        meta="results/datasets/{role}/metadata.jsonl",
+        images=directory("results/datasets/{role}/images"),
+        summary="results/datasets/{role}/import.json",
+    log:
+        "results/logs/import_dataset/{role}.log",
+    benchmark:
+        "results/benchmarks/import_dataset/{role}.tsv"
+    conda:
+        conda_env("mining")
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        spec=lambda w: config["datasets"][w.role],
+    script:
+        "../workflow_scripts/import_dataset.py"

@@ -1,6 +1,6 @@
 rule evaluate:
     input:
-        bench="results/dataset/bench/data.parquet",
+        bench=BENCH_TABLE,
         outputs="results/eval/{model}/outputs.parquet",
         weights=flow_weights(EVAL_FLOW),
     output:

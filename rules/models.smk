@@ -1,6 +1,6 @@
 rule sft:
     input:
-        train="results/dataset/train/data.parquet",
+        train=TRAIN_TABLE,
         base=lambda w: sft_inputs(w.run),
     output:
         directory("results/models/{run}"),
@@ -25,8 +25,8 @@ rule sft:
 
 rule train:
     input:
-        train="results/dataset/train/data.parquet",
-        bench="results/dataset/bench/data.parquet",
+        train=TRAIN_TABLE,
+        bench=BENCH_TABLE,
         base=lambda w: train_inputs(w.nft),
         weights=flow_weights(EVAL_FLOW),
     output:
@@ -59,7 +59,7 @@ rule train:
 
 rule infer:
     input:
-        bench="results/dataset/bench/data.parquet",
+        bench=BENCH_TABLE,
         model=lambda w: model_inputs(w.model),
     output:
         "results/eval/{model}/outputs.parquet",

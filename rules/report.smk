@@ -3,7 +3,7 @@
 
 rule report_benchmark:
     input:
-        bench="results/dataset/bench/data.parquet",
+        bench=BENCH_TABLE,
         scores=expand("results/eval/{model}/scores.parquet", model=config["models"]),
         per_category="results/eval/per_category.csv",
     output:

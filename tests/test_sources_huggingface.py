@@ -1,75 +1,23 @@
-"""The huggingface kind against a local stub of the Hub's resolve endpoint (real hf_hub_download).
-
-The stub answers ``HEAD``/``GET /datasets/{repo}/resolve/{revision}/{file}`` the way the Hub
-does for an LFS file: ``X-Repo-Commit`` (the commit the revision resolved to), ``ETag`` and
-``X-Linked-Etag`` (the sha256 of the content), ``X-Linked-Size``/``Content-Length``; a missing
-file is a 404 with ``X-Error-Code: EntryNotFound``.
-"""
+"""The huggingface kind against the local Hub double (tests/hub_stub.py, real hf_hub_download)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 from conftest import make_video
+from hub_stub import COMMIT, point_client_at, serve_hub
 
 from motionedit.sources import shard_names
 from motionedit.sources.huggingface import fetch_shard, shard_count
 from motionedit.video import probe
 
 REPO = "someone/veo-like"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SHARD_TAR = "generated_videos_tar/videos_1.tar"
 DIRECT_MP4 = "loose/clip.mp4"
-
-
-class HubHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_HEAD(self) -> None:
-        self._resolve(send_body=False)
-
-    def do_GET(self) -> None:
-        self._resolve(send_body=True)
-
-    def _resolve(self, send_body: bool) -> None:
-        hub = self.server  # type: ignore[assignment]
-        path = unquote(urlsplit(self.path).path)
-        hub.seen.append((self.command, path))  # type: ignore[attr-defined]
-        prefix = f"/datasets/{REPO}/resolve/"
-        body = None
-        if path.startswith(prefix):
-            revision, _, filename = path[len(prefix) :].partition("/")
-            if revision in (COMMIT, "main"):
-                body = hub.files.get(filename)  # type: ignore[attr-defined]
-        if body is None:
-            self.send_response(404)
-            self.send_header("X-Error-Code", "EntryNotFound")
-            self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        sha = hashlib.sha256(body).hexdigest()
-        self.send_response(200)
-        self.send_header("X-Repo-Commit", COMMIT)
-        self.send_header("ETag", f'"{sha}"')
-        self.send_header("X-Linked-Etag", f'"{sha}"')
-        self.send_header("X-Linked-Size", str(len(body)))
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        if send_body:
-            self.wfile.write(body)
 
 
 def _tar_bytes(members: dict[str, bytes]) -> bytes:
@@ -84,12 +32,9 @@ def _tar_bytes(members: dict[str, bytes]) -> bytes:
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    import huggingface_hub.constants as constants
-
     a = make_video(tmp_path / "src" / "a.mp4", size="64x48", seconds=1, fps=10, gop=10)
     b = make_video(tmp_path / "src" / "b.mp4", size="48x64", seconds=1, fps=10, gop=10)
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), HubHandler)
-    srv.files = {  # type: ignore[attr-defined]
+    files = {
         SHARD_TAR: _tar_bytes(
             {
                 "0001-uuid-a.mp4": a.read_bytes(),
@@ -100,29 +45,9 @@ def hub(tmp_path, monkeypatch):
         ),
         DIRECT_MP4: a.read_bytes(),
     }
-    srv.seen = []  # type: ignore[attr-defined]
-    endpoint = f"http://127.0.0.1:{srv.server_address[1]}"
-    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
-
-    # huggingface_hub reads these at import time, so the environment alone is not enough.
-    monkeypatch.setenv("HF_ENDPOINT", endpoint)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(
-        constants,
-        "HUGGINGFACE_CO_URL_TEMPLATE",
-        endpoint + "/{repo_id}/resolve/{revision}/{filename}",
-    )
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serve_hub({REPO: files}) as srv:
+        point_client_at(monkeypatch, srv.endpoint, tmp_path / "hf_home")
+        yield srv
 
 
 def _source(**extra) -> dict:
@@ -159,7 +84,7 @@ def test_tar_shard_extracts_good_members_and_reports_evil_one(hub, tmp_path):
 def test_direct_video_file_is_used_as_is(hub, tmp_path):
     fetched = fetch_shard(_source(), 1, tmp_path / "out")
     assert [(v.video_id, v.error) for v in fetched] == [(f"veo/{DIRECT_MP4}", None)]
-    assert Path(fetched[0].path).read_bytes() == hub.files[DIRECT_MP4]
+    assert Path(fetched[0].path).read_bytes() == hub.repos[REPO][DIRECT_MP4]
 
 
 def test_missing_file_is_one_error_row(hub, tmp_path):

@@ -66,6 +66,32 @@ def load_pipeline(
     return place(pipe, settings)
 
 
+def resolve_lora(lora: str | dict[str, Any], key: str) -> str:
+    """A LoRA as a local path: a folder or file as given, or a file of a hub repository
+    (``{repo_id, weight_name, revision}``, e.g. the released ``elaine1wan/motionedit``),
+    downloaded into the hub cache (the cache only under ``HF_HUB_OFFLINE``)."""
+    if isinstance(lora, str):
+        return lora
+    from huggingface_hub import hf_hub_download
+
+    where = f"{lora['repo_id']}/{lora['weight_name']}@{lora['revision']}"
+    try:
+        return hf_hub_download(
+            repo_id=lora["repo_id"],
+            filename=lora["weight_name"],
+            revision=lora["revision"],
+            local_files_only=_offline(),
+        )
+    except Exception as exc:  # every hub failure: name the key and the fix
+        hint = (
+            f"HF_HUB_OFFLINE is set: download it first (hf download {lora['repo_id']} "
+            f"{lora['weight_name']} --revision {lora['revision']})"
+            if _offline()
+            else "check repo_id, weight_name and revision, and your hub login"
+        )
+        raise ModelError(f"{key}: cannot fetch {where} ({type(exc).__name__}); {hint}") from exc
+
+
 def place(pipe: Any, settings: dict[str, Any]) -> Any:
     """Move a pipeline to its device or set up CPU offload, as ``editors.<name>.offload`` says."""
     offload = settings.get("offload", "none")

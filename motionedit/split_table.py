@@ -1,0 +1,60 @@
+"""A split on disk, as the mined dataset writes it and every later stage reads it.
+
+``data.parquet`` holds one row per triplet with the two images embedded as Hugging Face
+``Image`` cells (``{bytes, path}``) and the features in the schema metadata, so
+``datasets.load_dataset("parquet", ...)`` reads it as the released MotionEdit-Bench is
+read; ``metadata.jsonl`` next to ``images/`` is the same split in the ``imagefolder``
+layout. The mined splits and imported datasets (motionedit/dataset_import.py) both go
+through here, so inference, scoring and training never ask where a split came from.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HF_FEATURES = {
+    "id": {"dtype": "string", "_type": "Value"},
+    "prompt": {"dtype": "string", "_type": "Value"},
+    "input_image": {"_type": "Image"},
+    "target_image": {"_type": "Image"},
+    "category": {"dtype": "string", "_type": "Value"},
+    "source": {"dtype": "string", "_type": "Value"},
+    "video_id": {"dtype": "string", "_type": "Value"},
+    "t0": {"dtype": "float64", "_type": "Value"},
+    "t1": {"dtype": "float64", "_type": "Value"},
+    "motion_mean": {"dtype": "float64", "_type": "Value"},
+    "motion_peak": {"dtype": "float64", "_type": "Value"},
+}
+_ARROW = {
+    "Image": pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+    "string": pa.string(),
+    "float64": pa.float64(),
+}
+
+
+def write_split_tables(records: list[dict[str, Any]], split_dir: Path) -> None:
+    """``metadata.jsonl`` and ``data.parquet`` of rows whose images are already in place.
+
+    Each record has the ``HF_FEATURES`` keys but the two image ones, and ``image``: the
+    input and target paths relative to ``split_dir``. Unknown numbers are ``None``.
+    """
+    split_dir = Path(split_dir)
+    lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
+    (split_dir / "metadata.jsonl").write_text("".join(lines))
+    rows = []
+    for r in records:
+        row = {k: r.get(k) for k in HF_FEATURES}
+        for key, rel in zip(("input_image", "target_image"), r["image"], strict=True):
+            row[key] = {"bytes": (split_dir / rel).read_bytes(), "path": rel}
+        rows.append(row)
+    schema = pa.schema(
+        [(k, _ARROW[v.get("dtype", v["_type"])]) for k, v in HF_FEATURES.items()],
+        metadata={"huggingface": json.dumps({"info": {"features": HF_FEATURES}})},
+    )
+    table = pa.Table.from_pylist(rows, schema=schema)
+    pq.write_table(table, split_dir / "data.parquet", compression="zstd")
