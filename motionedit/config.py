@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from motionedit.flow import unimatch_checkpoint_problem
+from motionedit.models.kinds import EDITOR_KINDS
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -191,6 +192,13 @@ def _check_models(config: dict[str, Any]) -> None:
             raise ConfigError(f"train.{name}.rewards: the weights must add up to more than 0")
     for section in ("sft", "train"):
         for name, run in config[section].items():
+            kind = editors[run["editor"]]["kind"]
+            if not EDITOR_KINDS[kind].trainable:
+                raise ConfigError(
+                    f"{section}.{name}.editor: editors.{run['editor']} is a `{kind}` editor, "
+                    "which edits but is not trained here (SFT and MotionNFT train flow-matching "
+                    "editors); train a flux-kontext, qwen-image-edit or tiny editor instead"
+                )
             videos = run.get("videos")
             if videos and videos["part"] > videos["of"]:
                 raise ConfigError(

@@ -289,6 +289,24 @@ class EditorAdapter(ABC):
         self.pipe.set_adapters([adapter_name])
 
 
+class InferenceOnlyAdapter(EditorAdapter):
+    """An editor that edits (and takes a LoRA made elsewhere) but is not trained here.
+
+    SFT and MotionNFT train flow-matching velocity models; a kind whose denoiser predicts
+    something else (noise, on a discrete schedule) has none of what they need. The config
+    check refuses an `sft` or `train` run on such an editor before any job starts
+    (``EditorKind.trainable``); these methods say the same if called anyway.
+    """
+
+    def _not_trainable(self, *args: Any, **kwargs: Any) -> Any:
+        raise ModelError(
+            f"editors.{self.settings.get('name', '?')}: a `{self.kind}` editor is inference "
+            "only here (SFT and MotionNFT train flow-matching editors); evaluate it as a model"
+        )
+
+    condition = encode_images = velocity = decode = noise = sigmas = _not_trainable
+
+
 def dpm_solver_2m_step(
     x: torch.Tensor,
     x0: torch.Tensor,

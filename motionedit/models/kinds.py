@@ -40,6 +40,8 @@ class EditorKind:
     max_area: int
     #: T5 prompt tokens, for the kinds that have a T5 encoder.
     max_sequence_length: int | None = None
+    #: Whether SFT and MotionNFT can train it (flow-matching kinds) or it only edits.
+    trainable: bool = True
 
     def defaults(self) -> dict[str, Any]:
         """The settings an editor of this kind gets where its config block is silent."""
@@ -73,6 +75,20 @@ EDITOR_KINDS: dict[str, EditorKind] = {
             "motionedit.models.qwen_image_edit:load_qwen_image_edit_plus",
             {"steps": 28, "guidance_scale": 1.0, "true_cfg_scale": 4.0},
             max_area=1024 * 1024,
+        ),
+        # InstructPix2Pix, MagicBrush, HQ-Edit: SD 1.5 at 512x512. The paper's "all other
+        # models" settings (28 steps, guidance 3.5), the diffusers image guidance 1.5.
+        EditorKind(
+            "instruct-pix2pix",
+            "motionedit.models.instruct_pix2pix:load_instruct_pix2pix",
+            {
+                "steps": 28,
+                "guidance_scale": 3.5,
+                "true_cfg_scale": 1.0,
+                "image_guidance_scale": 1.5,
+            },  # fmt: skip
+            max_area=512 * 512,
+            trainable=False,
         ),
         # Trained here at 32x32 (see motionedit/models/tiny.py). One step suits an editor
         # trained with sigma_one_fraction 0.5; config.yaml's flow-trained editor sets 2.
