@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from motionedit.evaluate.paper import paper_rows
 from motionedit.flow import unimatch_checkpoint_problem
 from motionedit.models.kinds import EDITOR_KINDS
 
@@ -215,6 +216,11 @@ def _check_models(config: dict[str, Any]) -> None:
     for name, model in config["models"].items():
         if model["kind"] == "editor" and model["editor"] not in editors:
             raise ConfigError(f"models.{name}.editor: no editor {model['editor']!r} ({known})")
+        if model.get("paper") and model["paper"] not in (rows := paper_rows()):
+            raise ConfigError(
+                f"models.{name}.paper: {model['paper']!r} is not a row of the paper's Table 1; "
+                f"use one of: {', '.join(rows)}"
+            )
         if model["kind"] == "predictions" and "{id}" not in model["pattern"]:
             raise ConfigError(f"models.{name}.pattern: must contain {{id}}, e.g. '{{id}}.png'")
         for key in ("lora",):

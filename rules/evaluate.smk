@@ -60,6 +60,7 @@ rule summarize:
         runtime=30,
     params:
         models=list(config["models"]),
+        paper={m: spec.get("paper") for m, spec in config["models"].items()},
         settings={k: config["evaluate"][k] for k in ("win_rate", "bootstrap")},
         seed=config["seed"],
     script:

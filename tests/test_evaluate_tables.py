@@ -186,3 +186,45 @@ def test_dataset_motion_statistics_per_split_and_category():
     assert table.loc[("train", "all"), "pairs"] == 3 and table.loc[("train", "all"), "videos"] == 2
     assert table.loc[("train", "pose"), "motion_mean"] == pytest.approx(0.02)
     assert table.loc[("train", "unknown"), "pairs"] == 1
+
+
+def test_the_papers_numbers_are_printed_beside_ours(tmp_path):
+    """A model that names its row of the paper's Table 1 gets the published numbers beside
+    its own; a model that names none gets an empty row; a name not in the table is refused."""
+    paths = {}
+    for model, mas in (("ours", [50.0, 60.0, 55.0, 65.0]), ("other", [20.0] * 4)):
+        df = pd.DataFrame(_scores(model, mas)).drop(columns="model")
+        write_table(df, tmp_path / model / "scores.parquet")
+        paths[model] = tmp_path / model / "scores.parquet"
+    settings = {
+        "win_rate": {"basis": "auto", "draw_margin": 0.0},
+        "bootstrap": {"resamples": 100, "level": 0.95},
+    }
+    out = {
+        k: str(tmp_path / f"{k}.{'md' if k.endswith('_md') else 'csv'}")
+        for k in ("summary", "summary_md", "per_category", "per_category_md", "winrate")
+    }
+    paper = {"ours": "Qwen-Image-Edit + MotionNFT", "other": None}
+    summary = write_summary(paths, settings, 0, out, setup_logging(None, "test"), paper=paper)
+    row = summary.set_index("model").loc["ours"]
+    assert (row["paper_mas"], row["paper_overall"], row["paper_win_rate"]) == (57.23, 4.72, 73.67)
+    assert pd.isna(summary.set_index("model").loc["other", "paper_mas"])
+    text = Path(out["summary_md"]).read_text()
+    assert "## Beside the paper's Table 1" in text
+    assert "| `ours` | Qwen-Image-Edit + MotionNFT | – | 4.72 | 57.50 | 57.23 |" in text
+    assert "`other`" not in text.split("## Beside the paper's Table 1")[1].split("## Pairwise")[0]
+
+    write_summary(paths, settings, 0, out, setup_logging(None, "test"))
+    assert "Beside the paper" not in Path(out["summary_md"]).read_text()
+    assert "paper_mas" not in pd.read_csv(out["summary"]).columns
+
+
+def test_a_paper_row_that_is_not_in_the_table_is_refused():
+    from conftest import ROOT
+
+    from motionedit.config import ConfigError, load_config, validate_config
+
+    config = load_config(ROOT / "config.yaml")
+    config["models"]["tiny"]["paper"] = "Qwen-Image-Edit (2509)"
+    with pytest.raises(ConfigError, match=r"models\.tiny\.paper: .*use one of: Instruct-P2P"):
+        validate_config(config)

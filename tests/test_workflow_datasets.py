@@ -100,3 +100,14 @@ def test_the_release_config_plans_the_released_lora_on_the_released_bench(tmp_pa
     assert plan["import_dataset"] == 1 and plan["unimatch_weights"] == 1
     assert plan["infer"] == plan["evaluate"] == 2 and plan["summarize"] == 1
     assert not (MINING_RULES | {"sft", "train"}) & set(plan)
+
+
+def test_the_table1_config_plans_every_model_of_the_papers_table(tmp_path):
+    config = str(ROOT / "configs" / "table1.yaml")
+    plan = planned_rules(snakemake(tmp_path, "--dry-run", "--configfile", config))
+    models = yaml.safe_load((ROOT / "configs" / "table1.yaml").read_text())["models"]
+    assert len(models) == 10
+    assert plan["infer"] == plan["evaluate"] == len(models) and plan["import_dataset"] == 1
+    assert not (MINING_RULES | {"sft", "train"}) & set(plan)
+    named = {m["paper"] for m in models.values()}
+    assert len(named) == 10  # one row each; only FLUX.1 Kontext + MotionNFT is not released

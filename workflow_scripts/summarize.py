@@ -16,4 +16,5 @@ write_summary(
     snakemake.params.seed,
     dict(snakemake.output.items()),
     log,
+    paper=snakemake.params.paper,
 )

@@ -10,4 +10,6 @@ What lives here:
 - ``winrate.py``, ``tables.py``, ``summary.py``: pairwise win rates, Table 1 overall and per
   category with bootstrap intervals, and the `summarize` stage that writes them;
 - ``figures.py``, ``report.py``: the report's figures and what goes into them.
+- ``paper.py``: the paper's published Table 1 (``paper_table1.csv``), printed beside ours;
+  torch- and pandas-free.
 """

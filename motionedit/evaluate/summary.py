@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from motionedit.evaluate.paper import markdown_beside_paper, with_paper_columns
 from motionedit.evaluate.tables import (
     markdown_pairwise,
     markdown_table1,
@@ -24,6 +25,10 @@ def load_scores(paths: dict[str, str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _section(title: str, body: str) -> str:
+    return f"\n## {title}\n\n{body}" if body else ""
+
+
 def _write(path: str | Path, text: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(text)
@@ -35,10 +40,12 @@ def write_summary(
     seed: int,
     outputs: dict[str, str],
     log: logging.Logger,
+    paper: dict[str, str | None] | None = None,
 ) -> pd.DataFrame:
     """Write summary.{csv,md}, per_category.{csv,md} and winrate.csv; return the summary.
 
-    ``settings`` holds the ``evaluate.win_rate`` and ``evaluate.bootstrap`` sections.
+    ``settings`` holds the ``evaluate.win_rate`` and ``evaluate.bootstrap`` sections;
+    ``paper`` maps a model to the row of the paper's Table 1 it reproduces, if any.
     """
     scores = load_scores(paths)
     models = list(paths)
@@ -52,6 +59,7 @@ def write_summary(
         "seed": seed,
     }
     summary, matrix = summarize(scores, models, **options)
+    summary = with_paper_columns(summary, paper or {})
     summary.to_csv(outputs["summary"], index=False)
     by_category = per_category(scores, models, **options)
     by_category.to_csv(outputs["per_category"], index=False)
@@ -60,6 +68,7 @@ def write_summary(
         outputs["summary_md"],
         "# MotionEdit-Bench\n\n"
         + markdown_table1(summary, level)
+        + _section("Beside the paper's Table 1", markdown_beside_paper(summary))
         + "\n## Pairwise win rates (row against column, %)\n\n"
         + markdown_pairwise(matrix),
     )
