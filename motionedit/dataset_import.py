@@ -75,8 +75,11 @@ def imported_roles(config: dict[str, Any]) -> list[str]:
 
 def mining_needed(config: dict[str, Any]) -> bool:
     """Mining runs when a mined split is read: by a train or SFT run (train split) or by a
-    model to evaluate (bench split; MotionNFT's held-out curve reads it too)."""
+    model to evaluate (bench split; MotionNFT's held-out curve reads it too), and in a
+    config that only mines (no runs, no models), whose product is the dataset."""
     mined = {role for role in ROLES if config["datasets"][role]["kind"] == "mined"}
+    if not (config["sft"] or config["train"] or config["models"]):
+        return bool(mined)
     reads_train = bool(config["sft"] or config["train"])
     reads_bench = bool(config["models"] or config["train"])
     return ("train" in mined and reads_train) or ("bench" in mined and reads_bench)

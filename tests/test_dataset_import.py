@@ -252,3 +252,5 @@ def test_mining_runs_only_when_a_mined_split_is_read():
     assert dataset_table(imported, "bench") == "results/datasets/bench/data.parquet"
     assert not mining_needed(imported)  # only models read a split, and theirs is imported
     assert mining_needed(validate_config(load_config_with({"bench": hub_bench})))  # sft reads train
+    mining_only = {"sft": {}, "train": {}, "models": {}}
+    assert mining_needed(validate_config(load_config_with({}) | mining_only))
