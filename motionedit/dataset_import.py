@@ -40,7 +40,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -208,20 +208,28 @@ def _read_jsonl(path: Path, role: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _columns(spec: dict[str, Any]) -> dict[str, str]:
+    """Each field's source column: its own name unless ``columns`` maps it."""
+    return {**{c: c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}, **spec["columns"]}
+
+
 def _read_rows(files: list[Path], spec: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """Every row's id, prompt and optional fields, and where its images are (``_file``,
+    ``_row``): images are read later, a few rows at a time, so a large set is imported in
+    bounded memory. Rows of an imagefolder carry their image file names already."""
     import pyarrow.parquet as pq
 
-    wanted = {**{c: c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}, **spec["columns"]}
+    wanted = _columns(spec)
+    light = [wanted[c] for c in ("id", "prompt", *OPTIONAL_COLUMNS)]
     rows: list[dict[str, Any]] = []
     for file in files:
         if file.suffix == ".jsonl":
             raw = _read_jsonl(file, role)
             present = set().union(*raw) if raw else set()
         else:
-            table = pq.read_table(file)
-            present = set(table.column_names)
-            keep = [c for c in table.column_names if c in set(wanted.values())]
-            raw = table.select(keep).to_pylist()
+            parquet = pq.ParquetFile(file)
+            present = set(parquet.schema_arrow.names)
+            raw = parquet.read(columns=[c for c in light if c in present]).to_pylist()
         missing = [c for c in REQUIRED_COLUMNS if wanted[c] not in present]
         if missing:
             mapped = [f"{c} (read from '{wanted[c]}')" if wanted[c] != c else c for c in missing]
@@ -230,9 +238,35 @@ def _read_rows(files: list[Path], spec: dict[str, Any], role: str) -> list[dict[
                 f"{sorted(present)}. Name the ones to use in {_key(role, 'columns')}, "
                 "e.g. {prompt: instruction}"
             )
-        for r in raw:
-            rows.append({c: r.get(src) for c, src in wanted.items()} | {"_base": file.parent})
+        for n, r in enumerate(raw):
+            rows.append({c: r.get(src) for c, src in wanted.items()} | {"_file": file, "_row": n})
     return rows
+
+
+def _with_images(
+    rows: list[dict[str, Any]], spec: dict[str, Any]
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(row, {input_image, target_image} cells)`` for ``rows``, file by file, reading a
+    parquet file's two image columns in small batches."""
+    import pyarrow.parquet as pq
+
+    wanted = _columns(spec)
+    by_file: dict[Path, dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        by_file.setdefault(r["_file"], {})[r["_row"]] = r
+    for file, chosen in by_file.items():
+        if file.suffix == ".jsonl":
+            for r in chosen.values():
+                yield r, {"input_image": r["input_image"], "target_image": r["target_image"]}
+            continue
+        columns = [wanted["input_image"], wanted["target_image"]]
+        n = 0
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=16, columns=columns):
+            for cells in batch.to_pylist():
+                if n in chosen:
+                    yield chosen[n], {"input_image": cells[columns[0]],
+                                      "target_image": cells[columns[1]]}  # fmt: skip
+                n += 1
 
 
 def _image_bytes(cell: Any, base: Path, allow_outside: bool) -> bytes:
@@ -297,7 +331,7 @@ def import_dataset(
     spec: dict[str, Any],
     role: str,
     out_dir: str | Path,
-    progress: Callable[[list], Iterable] | None = None,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
     logger: logging.Logger = log,
 ) -> dict[str, Any]:
     """Write ``datasets.<role>`` to ``out_dir`` as a split (images/, data.parquet,
@@ -333,14 +367,15 @@ def import_dataset(
         shutil.rmtree(images)
     images.mkdir(parents=True)
     source = describe(spec)
-    records, sizes = [], []
-    for r in progress(rows) if progress else rows:
+    made: dict[str, tuple[dict[str, Any], tuple[int, int]]] = {}
+    pairs = _with_images(rows, spec)
+    for r, cells in progress(pairs, len(rows)) if progress else pairs:
         rel = [f"images/{r['id']}_input.png", f"images/{r['id']}_target.png"]
         try:
             pair = []
             for column in ("input_image", "target_image"):
                 try:
-                    data = _image_bytes(r[column], r["_base"], spec["kind"] == "local")
+                    data = _image_bytes(cells[column], r["_file"].parent, spec["kind"] == "local")
                     pair.append(_decode(data))
                 except Exception as exc:  # PIL raises several kinds; all mean "unreadable"
                     raise ValueError(f"{column}: {type(exc).__name__}: {exc}") from exc
@@ -349,26 +384,25 @@ def import_dataset(
             continue
         for image, name in zip(pair, rel, strict=True):
             image.save(out_dir / name, format="PNG")
-        sizes.append(pair[0].size)
-        records.append(
-            {
-                "id": r["id"],
-                "prompt": r["prompt"].strip(),
-                "image": rel,
-                "category": str(r["category"]) if r["category"] else UNLABELLED,
-                "source": source,
-                "video_id": str(r["video_id"]) if r["video_id"] else r["id"],
-                "t0": None,
-                "t1": None,
-                "motion_mean": None,
-                "motion_peak": None,
-            }
-        )
+        record = {
+            "id": r["id"],
+            "prompt": r["prompt"].strip(),
+            "image": rel,
+            "category": str(r["category"]) if r["category"] else UNLABELLED,
+            "source": source,
+            "video_id": str(r["video_id"]) if r["video_id"] else r["id"],
+            "t0": None,
+            "t1": None,
+            "motion_mean": None,
+            "motion_peak": None,
+        }
+        made[r["id"]] = (record, pair[0].size)
     if problems:
         shutil.rmtree(images)
         raise DatasetError(_problem_summary(role, problems, len(rows)))
+    records = [made[r["id"]][0] for r in rows]  # in id order
     write_split_tables(records, out_dir)
-    widths, heights = zip(*sizes, strict=True)
+    widths, heights = zip(*(made[r["id"]][1] for r in rows), strict=True)
     return {
         "role": role,
         "source": source,

@@ -37,6 +37,11 @@ _ARROW = {
 }
 
 
+#: Rows per parquet row group: the images of one group are in memory at a time, so a split
+#: of ten thousand pairs at a few MB each is written in bounded memory.
+ROWS_PER_GROUP = 64
+
+
 def write_split_tables(records: list[dict[str, Any]], split_dir: Path) -> None:
     """``metadata.jsonl`` and ``data.parquet`` of rows whose images are already in place.
 
@@ -46,15 +51,16 @@ def write_split_tables(records: list[dict[str, Any]], split_dir: Path) -> None:
     split_dir = Path(split_dir)
     lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
     (split_dir / "metadata.jsonl").write_text("".join(lines))
-    rows = []
-    for r in records:
-        row = {k: r.get(k) for k in HF_FEATURES}
-        for key, rel in zip(("input_image", "target_image"), r["image"], strict=True):
-            row[key] = {"bytes": (split_dir / rel).read_bytes(), "path": rel}
-        rows.append(row)
     schema = pa.schema(
         [(k, _ARROW[v.get("dtype", v["_type"])]) for k, v in HF_FEATURES.items()],
         metadata={"huggingface": json.dumps({"info": {"features": HF_FEATURES}})},
     )
-    table = pa.Table.from_pylist(rows, schema=schema)
-    pq.write_table(table, split_dir / "data.parquet", compression="zstd")
+    with pq.ParquetWriter(split_dir / "data.parquet", schema, compression="zstd") as writer:
+        for start in range(0, max(len(records), 1), ROWS_PER_GROUP):
+            rows = []
+            for r in records[start : start + ROWS_PER_GROUP]:
+                row = {k: r.get(k) for k in HF_FEATURES}
+                for key, rel in zip(("input_image", "target_image"), r["image"], strict=True):
+                    row[key] = {"bytes": (split_dir / rel).read_bytes(), "path": rel}
+                rows.append(row)
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))

@@ -254,3 +254,41 @@ def test_mining_runs_only_when_a_mined_split_is_read():
     assert mining_needed(validate_config(load_config_with({"bench": hub_bench})))  # sft reads train
     mining_only = {"sft": {}, "train": {}, "models": {}}
     assert mining_needed(validate_config(load_config_with({}) | mining_only))
+
+
+def distinct_pair(k: int) -> tuple[bytes, bytes]:
+    """Pair ``k`` of forty, each input a different crop of the photograph."""
+    with Image.open(PHOTO) as im:
+        photo = im.convert("RGB")
+    x, y = 40 + 9 * (k % 8), 40 + 9 * (k // 8)
+    return jpeg(photo.crop((x, y, x + 96, y + 72))), jpeg(photo.crop((x + 4, y, x + 100, y + 72)))
+
+
+def test_many_rows_in_several_files_keep_each_image_with_its_id(tmp_path):
+    """Images are read a few rows at a time, file by file, while rows are ordered by id:
+    each id must still get its own images, past batch and file boundaries."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    order = list(range(40))
+    np.random.default_rng(0).shuffle(order)
+    crops = {}
+    for part, ks in enumerate((order[:23], order[23:])):
+        pairs = [distinct_pair(k) for k in ks]
+        crops |= {f"r{k:02d}": a for k, (a, _) in zip(ks, pairs, strict=True)}
+        table = pa.table(
+            {
+                "id": [f"r{k:02d}" for k in ks],
+                "prompt": [PROMPTS[0]] * len(ks),
+                "input_image": [{"bytes": a, "path": None} for a, _ in pairs],
+                "target_image": [{"bytes": b, "path": None} for _, b in pairs],
+            }
+        )
+        pq.write_table(table, folder / f"part{part}.parquet", row_group_size=7)
+    spec = local_spec(folder, max_rows=25)
+    assert import_dataset(spec, "bench", tmp_path / "out")["rows"] == 25
+    table = pd.read_parquet(tmp_path / "out" / "data.parquet")
+    assert list(table["id"]) == [f"r{k:02d}" for k in range(25)]
+    for id_, cell in zip(table["id"], table["input_image"], strict=True):
+        with Image.open(io.BytesIO(crops[id_])) as expected:
+            got = image_from_cell(cell, tmp_path / "out")
+            assert np.array_equal(np.asarray(got), np.asarray(expected.convert("RGB"))), id_

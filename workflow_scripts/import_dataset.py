@@ -16,7 +16,7 @@ summary = import_dataset(
     snakemake.params.spec,
     role,
     Path(snakemake.output.table).parent,
-    progress=lambda rows: progress(rows, f"import {role}"),
+    progress=lambda items, total: progress(items, f"import {role}", total),
     logger=log,
 )
 Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2) + "\n")
