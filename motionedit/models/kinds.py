@@ -90,6 +90,15 @@ EDITOR_KINDS: dict[str, EditorKind] = {
             max_area=512 * 512,
             trainable=False,
         ),
+        # FLUX.2 [klein] 4B, step-distilled: 4 steps, no guidance (Base: 50 steps, 4.0).
+        EditorKind(
+            "flux2-klein",
+            "motionedit.models.flux2_klein:load_flux2_klein",
+            {"steps": 4, "guidance_scale": 1.0, "true_cfg_scale": 1.0},
+            max_area=1024 * 1024,
+            max_sequence_length=512,
+            trainable=False,
+        ),
         # Trained here at 32x32 (see motionedit/models/tiny.py). One step suits an editor
         # trained with sigma_one_fraction 0.5; config.yaml's flow-trained editor sets 2.
         EditorKind(
