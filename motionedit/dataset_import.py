@@ -308,21 +308,24 @@ def _problem_summary(role: str, problems: list[str], rows: int) -> str:
 
 
 def _check_ids(rows: list[dict[str, Any]], role: str) -> list[str]:
-    problems, seen = [], {}
-    for n, r in enumerate(rows):
+    """Every id and prompt problem, each named by its file and row there."""
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for r in rows:
+        where = f"{r['_file'].name} row {r['_row']}"
         raw = r["id"]
         r["id"] = "" if raw is None else str(raw)
         if not ID_RE.match(r["id"]):
             problems.append(
-                f"row {n}: id {raw!r} is not a file-name-safe id (letters, digits, '_', '.', "
+                f"{where}: id {raw!r} is not a file-name-safe id (letters, digits, '_', '.', "
                 "'-'; at most 128)"
             )
         elif r["id"] in seen:
-            problems.append(f"row {n}: id {r['id']!r} repeats row {seen[r['id']]}")
+            problems.append(f"{where}: id {r['id']!r} repeats {seen[r['id']]}")
         else:
-            seen[r["id"]] = n
+            seen[r["id"]] = where
         if not isinstance(r["prompt"], str) or not r["prompt"].strip():
-            problems.append(f"row {n} (id {raw!r}): empty or missing prompt")
+            problems.append(f"{where} (id {raw!r}): empty or missing prompt")
     return problems
 
 

@@ -195,8 +195,8 @@ def test_broken_rows_are_named_and_nothing_is_written(tmp_path):
     with pytest.raises(DatasetError) as err:
         import_dataset(local_spec(tmp_path / "broken.parquet"), "bench", out)
     message = str(err.value)
-    assert "row 2: id '1' repeats row 1" in message
-    assert "row 1 (id 1): empty or missing prompt" in message
+    assert "broken.parquet row 2: id '1' repeats broken.parquet row 1" in message
+    assert "broken.parquet row 1 (id 1): empty or missing prompt" in message
     assert not (out / "data.parquet").exists()
 
     unreadable = good.set_column(2, "input_image", pa.array(cells, good.schema.field(2).type))

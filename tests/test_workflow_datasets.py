@@ -88,7 +88,7 @@ def test_a_local_folder_bench_is_imported_and_broken_rows_stop_it_with_their_nam
     assert proc.returncode != 0
     log = (tmp_path / "results/logs/import_dataset/bench.log").read_text()
     assert "datasets.bench: 1 of 3 rows cannot be used" in log
-    assert "row 2: id '0' repeats row 0" in log
+    assert "bench.parquet row 2: id '0' repeats bench.parquet row 0" in log
 
 
 def test_the_release_config_plans_the_released_lora_on_the_released_bench(tmp_path):
