@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import make_video
-from test_sources_huggingface import COMMIT, REPO, HubHandler, _tar_bytes
+from hub_stub import COMMIT, hub_env, serve_hub
+from test_sources_huggingface import REPO, _tar_bytes
 from test_sources_url_list import Handler
 from test_workflow import snakemake
 
@@ -33,8 +34,8 @@ def test_url_list_and_hub_sources_end_to_end(tmp_path):
     a = make_video(tmp_path / "src" / "a.mp4", seconds=7).read_bytes()
     b = make_video(tmp_path / "src" / "b.mp4", size="64x96", seconds=7).read_bytes()
     web = serve(Handler, {"/v/a.mp4": a, "/v/b.mp4": b})
-    hub = serve(HubHandler, {"shards/part-1.tar": _tar_bytes(
-        {"x/one.mp4": a, "two.mp4": b, "../../evil.mp4": b"escape"})})  # fmt: skip
+    shards = {"shards/part-1.tar": _tar_bytes({"x/one.mp4": a, "two.mp4": b,
+                                                "../../evil.mp4": b"escape"})}  # fmt: skip
     try:
         base = f"http://127.0.0.1:{web.server_address[1]}"
         sha = hashlib.sha256(a).hexdigest()
@@ -50,13 +51,11 @@ def test_url_list_and_hub_sources_end_to_end(tmp_path):
             ],
         }  # fmt: skip
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-        endpoint = f"http://127.0.0.1:{hub.server_address[1]}"
-        env = {"HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0",
-               "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
-        snakemake(tmp_path, env=env)
+        with serve_hub({REPO: shards}) as hub:
+            env = hub_env(hub.endpoint, tmp_path / "hf") | {"HF_HUB_OFFLINE": "0"}
+            snakemake(tmp_path, env=env)
     finally:
         web.shutdown()
-        hub.shutdown()
     res = tmp_path / "results"
     man = pd.read_parquet(res / "videos" / "web" / "0000.parquet").set_index("origin")
     assert pd.isna(man.loc[f"{base}/v/a.mp4", "error"])
