@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from local_server import serve
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -45,7 +45,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         self._answer(send_body=True)
 
     def _answer(self, send_body: bool) -> None:
-        hub: HubServer = self.server  # type: ignore[assignment]
+        hub: Any = self.server
         path = unquote(urlsplit(self.path).path)
         hub.seen.append((self.command, path))
         for repo, files in hub.models.items():
@@ -117,31 +117,14 @@ def _tree_entry(path: str, body: bytes) -> dict[str, Any]:
     }
 
 
-class HubServer(ThreadingHTTPServer):
-    repos: dict[str, dict[str, bytes]]
-    models: dict[str, dict[str, bytes]]
-    seen: list[tuple[str, str]]
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
 @contextmanager
 def serve_hub(
     repos: dict[str, dict[str, bytes]], models: dict[str, dict[str, bytes]] | None = None
-) -> Iterator[HubServer]:
-    """The double on a free loopback port, serving dataset repositories ``{repo_id: {path:
-    bytes}}`` and, for file downloads only, model repositories."""
-    srv = HubServer(("127.0.0.1", 0), _HubHandler)
-    srv.daemon_threads = True
-    srv.repos, srv.models, srv.seen = repos, models or {}, []
-    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
-    try:
+) -> Iterator[Any]:
+    """The double on a free loopback port (``.base`` is its endpoint), serving dataset
+    repositories ``{repo_id: {path: bytes}}`` and, for file downloads only, model ones."""
+    with serve(_HubHandler, repos=repos, models=models or {}, seen=[]) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def hub_env(endpoint: str, hf_home: Path) -> dict[str, str]:

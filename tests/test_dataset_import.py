@@ -84,7 +84,7 @@ def load_config_with(datasets: dict) -> dict:
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     with serve_hub({REPO: {PARQUET: parquet_bytes(released_table()), "README.md": b"#"}}) as srv:
-        point_client_at(monkeypatch, srv.endpoint, tmp_path / "hf_home")
+        point_client_at(monkeypatch, srv.base, tmp_path / "hf_home")
         yield srv
 
 
@@ -214,7 +214,7 @@ def test_a_hub_file_name_cannot_reach_outside_the_snapshot(tmp_path, monkeypatch
     escape = [{"bytes": None, "path": "../../../../../secret.png"}]
     table = table.set_column(2, "input_image", pa.array(escape, table.schema.field(2).type))
     with serve_hub({REPO: {PARQUET: parquet_bytes(table)}}) as srv:
-        point_client_at(monkeypatch, srv.endpoint, tmp_path / "hf_home")
+        point_client_at(monkeypatch, srv.base, tmp_path / "hf_home")
         with pytest.raises(DatasetError, match="points outside the dataset's folder"):
             import_dataset(hub_spec(), "bench", tmp_path / "out")
 

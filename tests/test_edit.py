@@ -146,7 +146,7 @@ def test_a_lora_file_on_the_hub_edits_as_the_same_file_on_disk(workdir, monkeypa
         image = im.convert("RGB")
     repo = {"someone/motion-lora": {"adapter_model_converted.safetensors": weights}}
     with serve_hub({}, models=repo) as hub:
-        point_client_at(monkeypatch, hub.endpoint, workdir / "hf_home")
+        point_client_at(monkeypatch, hub.base, workdir / "hf_home")
         from_hub = np.asarray(edit_one(config, "hub", image, PROMPT)[0])
     assert ("GET", "/someone/motion-lora/resolve/main/adapter_model_converted.safetensors") in [
         (method, path) for method, path in hub.seen

@@ -46,7 +46,7 @@ def hub(tmp_path, monkeypatch):
         DIRECT_MP4: a.read_bytes(),
     }
     with serve_hub({REPO: files}) as srv:
-        point_client_at(monkeypatch, srv.endpoint, tmp_path / "hf_home")
+        point_client_at(monkeypatch, srv.base, tmp_path / "hf_home")
         yield srv
 
 

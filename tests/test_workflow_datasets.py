@@ -45,7 +45,7 @@ def test_the_released_bench_from_the_hub_is_scored_without_mining(tmp_path):
     write_config(tmp_path, {"kind": "hub", "repo_id": REPO, "revision": COMMIT})
     write_predictions(tmp_path)
     with serve_hub({REPO: {PARQUET: parquet_bytes(released_table())}}) as hub:
-        env = hub_env(hub.endpoint, tmp_path / "hf_home") | {"HF_HUB_OFFLINE": "0"}
+        env = hub_env(hub.base, tmp_path / "hf_home") | {"HF_HUB_OFFLINE": "0"}
         plan = planned_rules(snakemake(tmp_path, "--dry-run", "--until", "summarize", env=env))
         assert plan["import_dataset"] == 1 and plan["evaluate"] == 2
         assert not MINING_RULES & set(plan)

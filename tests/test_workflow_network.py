@@ -52,7 +52,7 @@ def test_url_list_and_hub_sources_end_to_end(tmp_path):
         }  # fmt: skip
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
         with serve_hub({REPO: shards}) as hub:
-            env = hub_env(hub.endpoint, tmp_path / "hf") | {"HF_HUB_OFFLINE": "0"}
+            env = hub_env(hub.base, tmp_path / "hf") | {"HF_HUB_OFFLINE": "0"}
             snakemake(tmp_path, env=env)
     finally:
         web.shutdown()

@@ -18,6 +18,17 @@ from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
 from motionedit.models.tiny import build_tokenizers
 
+#: A two-level VAE with 4 latent channels, the base of every tiny test pipeline's VAE.
+TINY_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D", "DownEncoderBlock2D"),
+    "up_block_types": ("UpDecoderBlock2D", "UpDecoderBlock2D"),
+    "block_out_channels": (8, 16),
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 4,
+}
 PROMPTS = ["make the red subject move left", "raise the arm", "turn the blue object right"]
 
 
@@ -39,14 +50,7 @@ def build(seed: int = 0, guidance: bool = True) -> FluxKontextPipeline:
         axes_dims_rope=(4, 6, 6),
     )
     vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
+        **TINY_VAE,
         use_quant_conv=False,
         use_post_quant_conv=False,
         shift_factor=0.06,

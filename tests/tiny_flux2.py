@@ -14,6 +14,7 @@ from diffusers import (
     Flux2KleinPipeline,
     Flux2Transformer2DModel,
 )
+from tiny_flux import TINY_VAE
 from tiny_qwen import tiny_tokenizer
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -42,15 +43,7 @@ def build(seed: int = 0) -> Flux2KleinPipeline:
             tie_word_embeddings=True,
         )
     )
-    vae = AutoencoderKLFlux2(
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
+    vae = AutoencoderKLFlux2(**TINY_VAE, sample_size=32)
     transformer = Flux2Transformer2DModel(
         patch_size=1,
         in_channels=16,  # 4 latent channels x the 2x2 patch

@@ -14,6 +14,7 @@ from diffusers import (
     StableDiffusionInstructPix2PixPipeline,
     UNet2DConditionModel,
 )
+from tiny_flux import TINY_VAE
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from motionedit.models.tiny import build_tokenizers
@@ -36,16 +37,7 @@ def build(seed: int = 0) -> StableDiffusionInstructPix2PixPipeline:
         attention_head_dim=4,
         norm_num_groups=8,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-    )
+    vae = AutoencoderKL(**TINY_VAE)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer.get_vocab()),
