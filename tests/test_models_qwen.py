@@ -7,15 +7,13 @@ makes a LoRA trained through the adapter the LoRA users get when they load it.
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from tiny_qwen import sample_image, tiny_pipeline
+from tiny_qwen import sample_image, save_like_the_hub, tiny_pipeline
 
 from motionedit.models import load_editor
 from motionedit.models.base import LORA_WEIGHT_NAME, ModelError, seeded_generator, tensor_to_pil
@@ -256,20 +254,6 @@ def test_lora_save_and_load(plus, tmp_path):
     direct = type(adapter)(pipe, adapter.settings)
     with torch.no_grad():
         torch.testing.assert_close(direct.velocity(noise, sigma, cond), tuned)
-
-
-def save_like_the_hub(pipe, folder: Path) -> Path:
-    """A saved tiny pipeline in the layout of the released repositories."""
-    pipe.save_pretrained(folder)
-    index = json.loads((folder / "model_index.json").read_text())
-    index["processor"] = ["transformers", "Qwen2VLProcessor"]
-    (folder / "model_index.json").write_text(json.dumps(index))
-    unified = folder / "processor" / "processor_config.json"
-    image_config = json.loads(unified.read_text())["image_processor"]
-    image_config["processor_class"] = "Qwen2VLProcessor"
-    (folder / "processor" / "preprocessor_config.json").write_text(json.dumps(image_config))
-    unified.unlink()
-    return folder
 
 
 def test_load_from_a_folder(plus, tmp_path):

@@ -111,3 +111,15 @@ def test_the_table1_config_plans_every_model_of_the_papers_table(tmp_path):
     assert not (MINING_RULES | {"sft", "train"}) & set(plan)
     named = {m["paper"] for m in models.values()}
     assert len(named) == 10  # one row each; only FLUX.1 Kontext + MotionNFT is not released
+
+
+def test_the_newer_editors_config_plans_each_editor(tmp_path):
+    """configs/newer-editors.yaml: FLUX.2 [klein], LongCat-Image-Edit and ChronoEdit beside
+    Qwen-Image-Edit and the released LoRA, each inferred and scored on the released bench."""
+    config = ROOT / "configs" / "newer-editors.yaml"
+    plan = planned_rules(snakemake(tmp_path, "--dry-run", "--configfile", str(config)))
+    kinds = {e["kind"] for e in yaml.safe_load(config.read_text())["editors"].values()}
+    assert {"flux2-klein", "longcat-image-edit", "chronoedit"} <= kinds
+    assert plan["infer"] == plan["evaluate"] == 5 and plan["import_dataset"] == 1
+    assert not (MINING_RULES | {"sft", "train"}) & set(plan)
+

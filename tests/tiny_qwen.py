@@ -8,6 +8,8 @@ special tokens of the pipelines' prompt templates. Nothing is read from disk or 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -165,3 +167,19 @@ def sample_image(width: int = 64, height: int = 48, seed: int = 0) -> Image.Imag
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, size=(height // 8, width // 8, 3), dtype=np.uint8)
     return Image.fromarray(coarse).resize((width, height), Image.Resampling.BILINEAR)
+
+
+def save_like_the_hub(pipe: Any, folder: Path, component: str = "processor") -> Path:
+    """A saved tiny pipeline in the layout of the released repositories: its Qwen2-VL
+    processor ``component`` recorded as transformers' class, the image processor's
+    configuration in its own file."""
+    pipe.save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index[component] = ["transformers", "Qwen2VLProcessor"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    unified = folder / component / "processor_config.json"
+    image_config = json.loads(unified.read_text())["image_processor"]
+    image_config["processor_class"] = "Qwen2VLProcessor"
+    (folder / component / "preprocessor_config.json").write_text(json.dumps(image_config))
+    unified.unlink()
+    return folder

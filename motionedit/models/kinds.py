@@ -99,6 +99,23 @@ EDITOR_KINDS: dict[str, EditorKind] = {
             max_sequence_length=512,
             trainable=False,
         ),
+        # LongCat-Image-Edit: the model card's 50 steps, classifier-free guidance 4.5.
+        EditorKind(
+            "longcat-image-edit",
+            "motionedit.models.longcat_image_edit:load_longcat_image_edit",
+            {"steps": 50, "guidance_scale": 4.5, "true_cfg_scale": 1.0},
+            max_area=1024 * 1024,
+            trainable=False,
+        ),
+        # ChronoEdit-14B: its pipeline's documented example, 50 steps, guidance 5.0, 720p.
+        EditorKind(
+            "chronoedit",
+            "motionedit.models.chronoedit:load_chronoedit",
+            {"steps": 50, "guidance_scale": 5.0, "true_cfg_scale": 1.0},
+            max_area=720 * 1280,
+            max_sequence_length=512,
+            trainable=False,
+        ),
         # Trained here at 32x32 (see motionedit/models/tiny.py). One step suits an editor
         # trained with sigma_one_fraction 0.5; config.yaml's flow-trained editor sets 2.
         EditorKind(

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import math
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -35,19 +32,13 @@ from motionedit.images import to_pil
 from motionedit.models.base import (
     Conditioning,
     EditorAdapter,
-    ModelError,
     seeded_generator,
 )
 from motionedit.models.loading import load_pipeline
+from motionedit.models.sizing import PIPELINE_AREA, pipeline_sizes
 
-#: The pixel area both pipelines resize their input to, whatever the requested size.
-PIPELINE_AREA = 1024 * 1024
 #: The area of the Plus pipeline's copy of the input for the VL encoder.
 PLUS_VL_AREA = 384 * 384
-
-# The size override patches a module global for the duration of one pipeline call.
-_SIZE_LOCK = threading.Lock()
-
 
 class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
     """Qwen2-VL's processor without its video half.
@@ -232,44 +223,14 @@ class QwenImageEditAdapter(EditorAdapter):
         return (images / 2 + 0.5).clamp(0, 1).float()
 
     # -- inference ------------------------------------------------------------------------
-    @contextmanager
-    def _sizes(self, size: tuple[int, int], vl_size: tuple[int, int]) -> Iterator[None]:
-        """Make the pipeline's resize targets ours for one call.
-
-        Both pipelines compute them with their module's ``calculate_dimensions`` from a
-        fixed area and pass no argument to change it; the only way to keep their own
-        ``__call__`` at another size is to answer that function for them. Any area other
-        than the two known ones is refused, so a changed pipeline fails loudly instead of
-        editing at the wrong size.
-        """
+    def _sizes(self, size: tuple[int, int], vl_size: tuple[int, int]) -> Any:
+        """Our output size and VL-copy size for one pipeline call (:mod:`.sizing`); the
+        Plus pipeline names its two areas, the original one resizes to 1024x1024."""
         module = sys.modules[type(self.pipe).__call__.__module__]
-        original = module.calculate_dimensions
-        vl_area = getattr(module, "CONDITION_IMAGE_SIZE", None)
-        asked: list[float] = []
-
-        def sized(target_area: float, ratio: float) -> tuple:
-            asked.append(target_area)
-            if target_area == getattr(module, "VAE_IMAGE_SIZE", PIPELINE_AREA):
-                chosen = size
-            elif target_area == vl_area:
-                chosen = vl_size
-            else:
-                raise ModelError(
-                    f"{module.__name__} asked for an unknown resize area {target_area}"
-                )
-            return (*chosen, *original(target_area, ratio)[2:])
-
-        with _SIZE_LOCK:
-            module.calculate_dimensions = sized
-            try:
-                yield
-            finally:
-                module.calculate_dimensions = original
-        if not asked:
-            raise ModelError(
-                f"{type(self.pipe).__name__} no longer sizes its input with calculate_dimensions; "
-                "motionedit/models/qwen_image_edit.py must follow it"
-            )
+        sizes = {getattr(module, "VAE_IMAGE_SIZE", PIPELINE_AREA): size}
+        if hasattr(module, "CONDITION_IMAGE_SIZE"):
+            sizes[module.CONDITION_IMAGE_SIZE] = vl_size
+        return pipeline_sizes(self.pipe, sizes)
 
     def _call_kwargs(self, n: int, seed: int) -> dict[str, Any]:
         inf = self.settings["inference"]
@@ -360,15 +321,18 @@ class QwenImageEditPlusAdapter(QwenImageEditAdapter):
         ]
 
 
-def load_processor(source: str, **hub: Any) -> ImageOnlyQwen2VLProcessor:
-    """The pipeline's ``processor`` component, built so that torchvision is not needed."""
+def load_processor(
+    source: str, subfolder: str = "processor", **hub: Any
+) -> ImageOnlyQwen2VLProcessor:
+    """A pipeline's Qwen2-VL processor component (``subfolder``), built so that
+    torchvision is not needed."""
     from transformers import AutoTokenizer
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
     )
 
-    image_processor = Qwen2VLImageProcessorPil.from_pretrained(source, subfolder="processor", **hub)
-    tokenizer = AutoTokenizer.from_pretrained(source, subfolder="processor", **hub)
+    image_processor = Qwen2VLImageProcessorPil.from_pretrained(source, subfolder=subfolder, **hub)
+    tokenizer = AutoTokenizer.from_pretrained(source, subfolder=subfolder, **hub)
     return ImageOnlyQwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 

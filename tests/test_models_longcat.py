@@ -1,0 +1,98 @@
+"""The longcat-image-edit kind on a tiny real LongCatImageEditPipeline: at the kind's
+default budget an edit is the pipeline's own, unchanged call; at any other budget the edit
+has the configured size and does not depend on its batch; a missing model, a LoRA and a
+training run are refused with the key to change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tiny_longcat
+import torch
+from diffusers.pipelines.longcat_image.pipeline_longcat_image_edit import calculate_dimensions
+from matplotlib import cbook
+from PIL import Image
+from tiny_qwen import save_like_the_hub
+
+from motionedit.models import ModelError, editor_settings, load_editor
+
+PHOTO = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+PROMPTS = ["Make her turn her head to the left.", "Have her raise her chin."]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    # The released repository's layout: text_processor/ as transformers' Qwen2VLProcessor.
+    return save_like_the_hub(
+        tiny_longcat.build(), tmp_path_factory.mktemp("longcat") / "pipe", "text_processor"
+    )
+
+
+def settings_for(source, **extra):
+    editor = tiny_longcat.editor(source, inference={"steps": 2}, **extra)
+    return editor_settings({"editors": {"longcat": editor}}, "longcat")
+
+
+def photos():
+    with Image.open(PHOTO) as im:
+        photo = im.convert("RGB")
+    return [photo.crop((60, 40, 380, 280)), photo.crop((100, 60, 420, 300))]
+
+
+def test_at_the_default_budget_an_edit_is_the_pipelines_own_call(source):
+    settings = settings_for(source, max_area=1024 * 1024)
+    adapter = load_editor(settings)
+    ours = adapter.edit(photos()[:1], PROMPTS[:1], seed=5)[0]
+    theirs = adapter.pipe(  # nothing patched: the pipeline sizes the input itself
+        image=photos()[0],
+        prompt=PROMPTS[0],
+        negative_prompt="",
+        num_inference_steps=2,
+        guidance_scale=4.5,
+        generator=torch.Generator().manual_seed(5),
+    ).images[0]
+    assert ours.size == theirs.size == (1184, 896)
+    assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+@pytest.mark.parametrize("ratio", [4 / 3, 3 / 4, 16 / 9, 1.0, 0.37, 2.9])
+def test_the_edit_size_rounds_as_the_pipeline_does(source, ratio):
+    adapter = load_editor(settings_for(source, max_area=1024 * 1024))
+    image = Image.new("RGB", (round(1000 * ratio), 1000))
+    assert adapter.edit_size(image) == calculate_dimensions(1024 * 1024, image.width / image.height)
+
+
+def test_at_a_small_budget_the_edit_has_its_size_and_no_batch_dependence(source):
+    adapter = load_editor(settings_for(source))
+    edits = adapter.edit(photos(), PROMPTS, seed=5)
+    assert [e.size for e in edits] == [(256, 192)] * 2
+    alone = adapter.edit(photos()[1:], PROMPTS[1:], seed=5)[0]
+    assert np.array_equal(np.asarray(alone), np.asarray(edits[1]))
+    assert not np.array_equal(np.asarray(edits[0]), np.asarray(edits[1]))
+
+
+def test_the_kind_defaults_are_the_model_cards(source):
+    settings = editor_settings(
+        {"editors": {"l": {"kind": "longcat-image-edit", "source": str(source)}}}, "l"
+    )
+    assert (settings["inference"]["steps"], settings["inference"]["guidance_scale"]) == (50, 4.5)
+    assert settings["max_area"] == 1024 * 1024
+
+
+def test_a_missing_model_and_a_lora_name_the_key(source, tmp_path):
+    with pytest.raises(ModelError, match=r"editors\.longcat\.source: .*neither a folder here"):
+        load_editor(settings_for(tmp_path / "absent"))
+    with pytest.raises(ModelError, match=r"editors\.longcat: .*no LoRA loader"):
+        load_editor(settings_for(source)).load_lora(tmp_path)
+
+
+def test_it_is_not_trained_here(source):
+    from conftest import ROOT
+
+    from motionedit.config import ConfigError, load_config, validate_config
+
+    config = load_config(ROOT / "config.yaml")
+    config["editors"]["longcat"] = {"kind": "longcat-image-edit", "source": str(source)}
+    config["sft"]["tiny-sft"]["editor"] = "longcat"
+    with pytest.raises(ConfigError, match=r"sft\.tiny-sft\.editor: .*`longcat-image-edit`"):
+        validate_config(config)
