@@ -122,4 +122,3 @@ def test_the_newer_editors_config_plans_each_editor(tmp_path):
     assert {"flux2-klein", "longcat-image-edit", "chronoedit"} <= kinds
     assert plan["infer"] == plan["evaluate"] == 5 and plan["import_dataset"] == 1
     assert not (MINING_RULES | {"sft", "train"}) & set(plan)
-

@@ -40,6 +40,7 @@ from motionedit.models.sizing import PIPELINE_AREA, pipeline_sizes
 #: The area of the Plus pipeline's copy of the input for the VL encoder.
 PLUS_VL_AREA = 384 * 384
 
+
 class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
     """Qwen2-VL's processor without its video half.
 
