@@ -1,6 +1,8 @@
 """The flux2-klein kind on a tiny real Flux2KleinPipeline: each input is edited by its own
 call of the pipeline (a list of images would be one edit's references), with the kind's
-settings; a missing model and a training run are refused with the key to change."""
+settings; the training interface (condition, velocity, noise, sigmas, decode) is the
+pipeline's own denoising loop; a LoRA trained here is one diffusers loads; a missing model
+is refused with the key to change."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from matplotlib import cbook
 from PIL import Image
 
 from motionedit.models import ModelError, editor_settings, load_editor
+from motionedit.models.base import seeded_generator, tensor_to_pil
 
 PHOTO = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
 PROMPTS = ["Make her turn her head to the left.", "Have her raise her chin."]
@@ -70,13 +73,112 @@ def test_a_missing_model_names_the_key(tmp_path):
         load_editor(settings_for(tmp_path / "absent"))
 
 
-def test_it_is_not_trained_here(source):
-    from conftest import ROOT
+def test_the_sampler_is_the_pipelines_denoising_loop(source):
+    """Our rollout from noise(cond, generator) and the pipeline's own call from the same
+    seed give the same latents; decode gives the pipeline's image."""
+    adapter = load_editor(settings_for(source))
+    photo = photos()[0]
+    cond = adapter.condition([photo], PROMPTS[:1])
+    assert (cond.height, cond.width) == (72, 96)
+    ours = adapter.sample(cond, 2, seeded_generator(4))
+    theirs = adapter.pipe(
+        image=photo.resize((96, 72), Image.Resampling.BICUBIC),
+        prompt=PROMPTS[0],
+        height=72,
+        width=96,
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        generator=seeded_generator(4),
+        max_sequence_length=32,
+        output_type="latent",
+    ).images
+    # The pipeline returns the VAE's own latents: un-normalised, un-patched.
+    rows, cols = 72 // adapter.size_multiple, 96 // adapter.size_multiple
+    grid = ours.permute(0, 2, 1).reshape(1, -1, rows, cols)
+    mean, std = adapter._bn()
+    assert torch.allclose(adapter.pipe._unpatchify_latents(grid * std + mean), theirs, atol=1e-5)
+    image = tensor_to_pil(adapter.decode(ours, cond))[0]
+    edit = adapter.edit([photo], PROMPTS[:1], seed=4)[0]
+    assert np.abs(np.asarray(image, int) - np.asarray(edit, int)).max() <= 1
 
-    from motionedit.config import ConfigError, load_config, validate_config
 
-    config = load_config(ROOT / "config.yaml")
-    config["editors"]["klein"] = {"kind": "flux2-klein", "source": str(source)}
-    config["train"]["tiny-nft"]["editor"] = "klein"
-    with pytest.raises(ConfigError, match=r"train\.tiny-nft\.editor: .*`flux2-klein` editor"):
-        validate_config(config)
+def test_encode_velocity_sigmas(source):
+    adapter = load_editor(settings_for(source))
+    cond = adapter.condition(photos(), PROMPTS)
+    x0 = adapter.encode_images(photos(), cond)
+    assert (
+        x0.shape == cond.batched["image_latents"].shape == (2, 18 * 24, 16)
+    )  # a 4-pixel multiple: VAE factor 2, 2x2 patches
+    v = adapter.velocity(x0, torch.tensor([0.3, 0.7]), cond)
+    assert v.shape == x0.shape and torch.isfinite(v).all()
+    # Encoding then decoding is the VAE's round trip at the edit size.
+    decoded = adapter.decode(x0, cond)
+    assert decoded.shape == (2, 3, 72, 96) and decoded.min() >= 0 and decoded.max() <= 1
+    sig = adapter.sigmas(4, cond)
+    assert sig[0] == 1 and sig[-1] == 0 and len(sig) == 5 and (sig[:-1] > sig[1:]).all()
+    # Each item's velocity is its own: the same with a micro-batch of one.
+    one = adapter.velocity(x0[1:], torch.tensor([0.7]), cond.select([1]))
+    assert torch.allclose(one, v[1:], atol=1e-5)
+
+
+def test_lora_trained_here_is_one_diffusers_loads(source, tmp_path):
+    adapter = load_editor(settings_for(source))
+    cond = adapter.condition(photos(), PROMPTS)
+    x0 = adapter.encode_images(photos(), cond)
+    sigma = torch.tensor([0.4, 0.8])
+    v_base = adapter.velocity(x0, sigma, cond)
+    adapter.add_lora(rank=4, alpha=8)
+    trainable = [n for n, p in adapter.transformer.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in adapter.transformer.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)
+    v_lora = adapter.velocity(x0, sigma, cond)
+    assert (v_lora - v_base).abs().max() > 1e-3
+    edited = adapter.edit(photos()[:1], PROMPTS[:1], seed=5)[0]
+    adapter.save_lora(tmp_path)
+
+    fresh = load_editor(settings_for(source))
+    fresh.load_lora(tmp_path)
+    assert torch.equal(fresh.velocity(x0, sigma, fresh.condition(photos(), PROMPTS)), v_lora)
+    pipe = Flux2KleinPipeline.from_pretrained(source)
+    pipe.load_lora_weights(tmp_path)
+    theirs = pipe(
+        image=photos()[0].resize((96, 72), Image.Resampling.BICUBIC),
+        prompt=PROMPTS[0],
+        height=72,
+        width=96,
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        generator=seeded_generator(5),
+        max_sequence_length=32,
+    ).images[0]
+    assert theirs.tobytes() == edited.tobytes()
+
+
+def test_sft_trains_a_lora_on_it(source, tmp_path):
+    """A few SFT steps on the klein editor, through the trainer every kind shares."""
+    import logging
+
+    from test_inference import make_bench
+
+    from motionedit.config import validate_config
+    from motionedit.sft import run_sft
+
+    train, _ = make_bench(tmp_path / "train", n=4, sizes=((72, 96),))
+    config = validate_config(
+        {
+            "sources": [{"name": "s", "kind": "synthetic"}],
+            "editors": {"klein": tiny_flux2.editor(source)},
+            "sft": {"k": {"editor": "klein", "steps": 3, "batch_size": 2,
+                          "lora": {"rank": 4, "alpha": 4}}},
+        }
+    )  # fmt: skip
+    summary = run_sft("k", config["sft"]["k"], editor_settings(config, "klein"), train,
+                      tmp_path / "out", tmp_path / "ckpt", logging.getLogger("test"))  # fmt: skip
+    assert summary["pairs"] == 4 and np.isfinite(summary["final_loss"])
+    fresh = load_editor(settings_for(source))
+    fresh.load_lora(tmp_path / "out")
+    assert fresh.lora_parameters()

@@ -97,7 +97,6 @@ EDITOR_KINDS: dict[str, EditorKind] = {
             {"steps": 4, "guidance_scale": 1.0, "true_cfg_scale": 1.0},
             max_area=1024 * 1024,
             max_sequence_length=512,
-            trainable=False,
         ),
         # LongCat-Image-Edit: the model card's 50 steps, classifier-free guidance 4.5.
         EditorKind(
