@@ -9,8 +9,9 @@ rounded up as the pipeline rounds (:mod:`motionedit.models.sizing`), so at the k
 default 1024x1024 it is the pipeline's own. The kind's defaults are the model card's: 50
 steps, classifier-free guidance 4.5 with an empty negative prompt.
 
-Inference only here: the adapter does not yet expose the transformer's velocity and noise
-schedule that SFT and MotionNFT need, and the pipeline has no LoRA loader.
+Inference only here: the pipeline has no LoRA loader, so a LoRA trained here would load
+into no LongCat pipeline but ours; the adapter does not expose the transformer's velocity
+and noise schedule that SFT and MotionNFT need.
 """
 
 from __future__ import annotations
