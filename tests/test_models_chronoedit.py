@@ -1,7 +1,7 @@
 """The chronoedit kind on a tiny real ChronoEditPipeline: an edit is the last frame of the
 pipeline's own documented call; a folder in the released layout loads; a LoRA made
-elsewhere changes the edit as diffusers' own loader does; a missing model and a training
-run are refused with the key to change."""
+elsewhere changes the edit as diffusers' own loader does; a missing model is refused with
+the key to change."""
 
 from __future__ import annotations
 
@@ -107,15 +107,3 @@ def test_the_kind_defaults_are_the_documented_example(source):
 def test_a_missing_model_names_the_key(tmp_path):
     with pytest.raises(ModelError, match=r"editors\.chrono\.source: .*neither a folder here"):
         load_editor(settings_for(tmp_path / "absent"))
-
-
-def test_it_is_not_trained_here(source):
-    from conftest import ROOT
-
-    from motionedit.config import ConfigError, load_config, validate_config
-
-    config = load_config(ROOT / "config.yaml")
-    config["editors"]["chrono"] = {"kind": "chronoedit", "source": str(source)}
-    config["train"]["tiny-nft"]["editor"] = "chrono"
-    with pytest.raises(ConfigError, match=r"train\.tiny-nft\.editor: .*`chronoedit`"):
-        validate_config(config)

@@ -1,7 +1,7 @@
 """The longcat-image-edit kind on a tiny real LongCatImageEditPipeline: at the kind's
 default budget an edit is the pipeline's own, unchanged call; at any other budget the edit
-has the configured size and does not depend on its batch; a missing model, a LoRA and a
-training run are refused with the key to change."""
+has the configured size and does not depend on its batch; a missing model and a LoRA are
+refused with the key to change."""
 
 from __future__ import annotations
 
@@ -84,15 +84,3 @@ def test_a_missing_model_and_a_lora_name_the_key(source, tmp_path):
         load_editor(settings_for(tmp_path / "absent"))
     with pytest.raises(ModelError, match=r"editors\.longcat: .*no LoRA loader"):
         load_editor(settings_for(source)).load_lora(tmp_path)
-
-
-def test_it_is_not_trained_here(source):
-    from conftest import ROOT
-
-    from motionedit.config import ConfigError, load_config, validate_config
-
-    config = load_config(ROOT / "config.yaml")
-    config["editors"]["longcat"] = {"kind": "longcat-image-edit", "source": str(source)}
-    config["sft"]["tiny-sft"]["editor"] = "longcat"
-    with pytest.raises(ConfigError, match=r"sft\.tiny-sft\.editor: .*`longcat-image-edit`"):
-        validate_config(config)

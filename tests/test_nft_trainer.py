@@ -702,56 +702,49 @@ def test_the_state_is_written_after_every_processs_generators(setup, tmp_path, m
         assert payload["step"] == 2 and {"sampler", "noise", "train"} <= payload["rng"].keys()
 
 
-@pytest.mark.parametrize("plus", [False, True], ids=["edit", "edit-plus"])
-def test_the_same_trainer_runs_qwen_image_edit(tmp_path, plus):
+def qwen_editor(tmp_path, plus: bool) -> dict:
     from test_models_qwen import MAX_AREA
     from tiny_qwen import save_like_the_hub, tiny_pipeline
 
     source = save_like_the_hub(tiny_pipeline(plus), tmp_path / "qwen")
-    train, _ = make_bench(tmp_path / "train", n=3, sizes=((48, 64),))
-    config = validate_config(
-        {
-            "sources": [{"name": "s", "kind": "synthetic"}],
-            "flow": {"backend": "dis", "max_side": 64},
-            "editors": {"q": {"kind": "qwen-image-edit-plus" if plus else "qwen-image-edit",
-                              "source": str(source), "max_area": MAX_AREA, "device": "cpu"}},
-            "train": {"q": {"editor": "q", "steps": 2, "groups": 1, "group_size": 2,
-                            "sampling_steps": 2, "resolution": 32, "eval_every": 2,
-                            "eval_pairs": 1,
-                            "lora": {"rank": 2, "alpha": 2},
-                            "rewards": {"motion": 0.5, "appearance": 0.5}}},
-        }
-    )  # fmt: skip
-    summary = run_motionnft("q", config["train"]["q"], editor_settings(config, "q"), config,
-                            train, train, tmp_path / "out", tmp_path / "state", LOG)  # fmt: skip
-    assert summary["steps"] == 2
-    metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
-    assert metrics["eval_mas"].notna().sum() == 2 and metrics["reward_mean"].iloc[1:].notna().all()
-    adapter = load_editor(editor_settings(config, "q"))
-    adapter.load_lora(tmp_path / "out")
+    kind = "qwen-image-edit-plus" if plus else "qwen-image-edit"
+    return {"kind": kind, "source": str(source), "max_area": MAX_AREA, "device": "cpu"}
 
 
-def test_the_same_trainer_runs_flux2_klein(tmp_path):
+def klein_editor(tmp_path) -> dict:
     import tiny_flux2
 
     tiny_flux2.build().save_pretrained(tmp_path / "klein")
+    return tiny_flux2.editor(tmp_path / "klein")
+
+
+@pytest.mark.parametrize(
+    ("editor", "resolution"),
+    [
+        (lambda tmp: qwen_editor(tmp, plus=False), 32),
+        (lambda tmp: qwen_editor(tmp, plus=True), 32),
+        (klein_editor, 64),  # the klein pipeline refuses sides under 64 pixels
+    ],
+    ids=["qwen-image-edit", "qwen-image-edit-plus", "flux2-klein"],
+)
+def test_the_same_trainer_runs_the_other_trainable_kinds(tmp_path, editor, resolution):
     train, _ = make_bench(tmp_path / "train", n=3, sizes=((48, 64),))
     config = validate_config(
         {
             "sources": [{"name": "s", "kind": "synthetic"}],
             "flow": {"backend": "dis", "max_side": 64},
-            "editors": {"k": tiny_flux2.editor(tmp_path / "klein")},
-            "train": {"k": {"editor": "k", "steps": 2, "groups": 1, "group_size": 2,
-                            "sampling_steps": 2, "resolution": 64, "eval_every": 2,
+            "editors": {"e": editor(tmp_path)},
+            "train": {"e": {"editor": "e", "steps": 2, "groups": 1, "group_size": 2,
+                            "sampling_steps": 2, "resolution": resolution, "eval_every": 2,
                             "eval_pairs": 1, "lora": {"rank": 2, "alpha": 2},
                             "rewards": {"motion": 0.5, "appearance": 0.5}}},
         }
     )  # fmt: skip
-    summary = run_motionnft("k", config["train"]["k"], editor_settings(config, "k"), config,
+    summary = run_motionnft("e", config["train"]["e"], editor_settings(config, "e"), config,
                             train, train, tmp_path / "out", tmp_path / "state", LOG)  # fmt: skip
     assert summary["steps"] == 2
     metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
     assert metrics["eval_mas"].notna().sum() == 2 and metrics["reward_mean"].iloc[1:].notna().all()
-    adapter = load_editor(editor_settings(config, "k"))
+    adapter = load_editor(editor_settings(config, "e"))
     adapter.load_lora(tmp_path / "out")
     assert adapter.lora_parameters()

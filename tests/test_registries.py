@@ -99,3 +99,22 @@ def test_the_editor_registry_reads_without_torch(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     expected = {**INFERENCE_DEFAULTS["tiny"], "kind": "tiny", "name": "e"}
     assert json.loads(proc.stdout) == expected
+
+
+INFERENCE_ONLY = sorted(name for name, kind in EDITOR_KINDS.items() if not kind.trainable)
+
+
+@pytest.mark.parametrize("kind", INFERENCE_ONLY)
+@pytest.mark.parametrize(("section", "run"), [("sft", "tiny-sft"), ("train", "tiny-nft")])
+def test_a_training_run_on_an_inference_only_kind_is_refused_at_config_time(kind, section, run):
+    from motionedit.config import ConfigError, load_config, validate_config
+
+    config = load_config(ROOT / "config.yaml")
+    config["editors"]["other"] = {"kind": kind, "source": "someone/some-model"}
+    config[section][run]["editor"] = "other"
+    with pytest.raises(ConfigError, match=rf"{section}\.{run}\.editor: .*`{kind}` editor"):
+        validate_config(config)
+
+
+def test_the_inference_only_kinds():
+    assert INFERENCE_ONLY == ["chronoedit", "instruct-pix2pix", "longcat-image-edit"]
