@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import sys
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -224,7 +225,9 @@ class QwenImageEditAdapter(EditorAdapter):
         return (images / 2 + 0.5).clamp(0, 1).float()
 
     # -- inference ------------------------------------------------------------------------
-    def _sizes(self, size: tuple[int, int], vl_size: tuple[int, int]) -> Any:
+    def _sizes(
+        self, size: tuple[int, int], vl_size: tuple[int, int]
+    ) -> AbstractContextManager[None]:
         """Our output size and VL-copy size for one pipeline call (:mod:`.sizing`); the
         Plus pipeline names its two areas, the original one resizes to 1024x1024."""
         module = sys.modules[type(self.pipe).__call__.__module__]
