@@ -1,7 +1,8 @@
 """The longcat-image-edit kind on a tiny real LongCatImageEditPipeline: at the kind's
 default budget an edit is the pipeline's own, unchanged call; at any other budget the edit
-has the configured size and does not depend on its batch; a missing model and a LoRA are
-refused with the key to change."""
+has the configured size and does not depend on its batch; the training interface is the
+pipeline's own denoising loop; a LoRA trained here is one the transformer's own diffusers
+loader reads; a missing model is refused with the key to change."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import numpy as np
 import pytest
 import tiny_longcat
 import torch
+from diffusers import LongCatImageEditPipeline
 from diffusers.pipelines.longcat_image.pipeline_longcat_image_edit import calculate_dimensions
 from matplotlib import cbook
 from PIL import Image
 from tiny_qwen import save_like_the_hub
 
 from motionedit.models import ModelError, editor_settings, load_editor
+from motionedit.models.base import LORA_WEIGHT_NAME, seeded_generator
+from motionedit.models.qwen_image_edit import load_processor
+from motionedit.models.sizing import PIPELINE_AREA, pipeline_sizes
 
 PHOTO = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
 PROMPTS = ["Make her turn her head to the left.", "Have her raise her chin."]
@@ -79,8 +84,78 @@ def test_the_kind_defaults_are_the_model_cards(source):
     assert settings["max_area"] == 1024 * 1024
 
 
-def test_a_missing_model_and_a_lora_name_the_key(source, tmp_path):
+def test_the_sampler_is_the_pipelines_denoising_loop(source):
+    adapter = load_editor(settings_for(source))
+    photo = photos()[0]
+    cond = adapter.condition([photo], PROMPTS[:1])
+    ours = adapter.sample(cond, 2, seeded_generator(4))
+    with pipeline_sizes(adapter.pipe, {PIPELINE_AREA: (256, 192)}):
+        theirs = adapter.pipe(
+            image=photo,
+            prompt=PROMPTS[0],
+            num_inference_steps=2,
+            guidance_scale=1.0,  # no classifier-free guidance, as rollouts sample
+            generator=seeded_generator(4),
+            output_type="latent",
+        ).images
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    x0 = adapter.encode_images([photo], cond)
+    assert torch.allclose(x0, cond.batched["image_latents"])  # the input, encoded the same way
+    decoded = adapter.decode(x0, cond)
+    assert decoded.shape == (1, 3, 192, 256) and decoded.min() >= 0 and decoded.max() <= 1
+    sig = adapter.sigmas(4, cond)
+    assert sig[0] == 1 and sig[-1] == 0 and len(sig) == 5 and (sig[:-1] > sig[1:]).all()
+
+
+def test_each_items_velocity_is_its_own(source):
+    adapter = load_editor(settings_for(source))
+    cond = adapter.condition(photos(), PROMPTS)
+    x0 = adapter.encode_images(photos()[::-1], cond)
+    both = adapter.velocity(x0, torch.tensor([0.3, 0.7]), cond)
+    one = adapter.velocity(x0[1:], torch.tensor([0.7]), cond.select([1]))
+    assert torch.allclose(one, both[1:], atol=1e-5)
+
+
+def test_a_lora_trained_here_is_read_by_the_transformers_own_loader(source, tmp_path):
+    adapter = load_editor(settings_for(source))
+    cond = adapter.condition(photos(), PROMPTS)
+    x0 = adapter.encode_images(photos(), cond)
+    sigma = torch.tensor([0.4, 0.8])
+    v_base = adapter.velocity(x0, sigma, cond)
+    adapter.add_lora(rank=4, alpha=8)
+    trainable = [n for n, p in adapter.transformer.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in adapter.transformer.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)
+    v_lora = adapter.velocity(x0, sigma, cond)
+    assert (v_lora - v_base).abs().max() > 1e-3
+    edited = adapter.edit(photos()[:1], PROMPTS[:1], seed=5)[0]
+    adapter.save_lora(tmp_path)
+
+    fresh = load_editor(settings_for(source))
+    fresh.load_lora(tmp_path)
+    assert torch.equal(fresh.velocity(x0, sigma, fresh.condition(photos(), PROMPTS)), v_lora)
+    assert fresh.edit(photos()[:1], PROMPTS[:1], seed=5)[0].tobytes() == edited.tobytes()
+    # Plain diffusers reads it: the transformer's own loader, the pipeline LoRA key layout.
+    processor = load_processor(str(source), subfolder="text_processor")
+    pipe = LongCatImageEditPipeline.from_pretrained(source, text_processor=processor)
+    pipe.transformer.load_lora_adapter(
+        str(tmp_path), weight_name=LORA_WEIGHT_NAME, prefix="transformer"
+    )
+    with pipeline_sizes(pipe, {PIPELINE_AREA: (256, 192)}):
+        theirs = pipe(
+            image=photos()[0],
+            prompt=PROMPTS[0],
+            num_inference_steps=2,
+            guidance_scale=4.5,
+            generator=seeded_generator(5),
+        ).images[0]
+    assert theirs.tobytes() == edited.tobytes()
+
+
+def test_a_missing_model_names_the_key(tmp_path):
     with pytest.raises(ModelError, match=r"editors\.longcat\.source: .*neither a folder here"):
         load_editor(settings_for(tmp_path / "absent"))
-    with pytest.raises(ModelError, match=r"editors\.longcat: .*no LoRA loader"):
-        load_editor(settings_for(source)).load_lora(tmp_path)

@@ -718,14 +718,23 @@ def klein_editor(tmp_path) -> dict:
     return tiny_flux2.editor(tmp_path / "klein")
 
 
+def longcat_editor(tmp_path) -> dict:
+    import tiny_longcat
+    from tiny_qwen import save_like_the_hub
+
+    source = save_like_the_hub(tiny_longcat.build(), tmp_path / "longcat", "text_processor")
+    return tiny_longcat.editor(source)
+
+
 @pytest.mark.parametrize(
     ("editor", "resolution"),
     [
         (lambda tmp: qwen_editor(tmp, plus=False), 32),
         (lambda tmp: qwen_editor(tmp, plus=True), 32),
         (klein_editor, 64),  # the klein pipeline refuses sides under 64 pixels
+        (longcat_editor, 64),
     ],
-    ids=["qwen-image-edit", "qwen-image-edit-plus", "flux2-klein"],
+    ids=["qwen-image-edit", "qwen-image-edit-plus", "flux2-klein", "longcat-image-edit"],
 )
 def test_the_same_trainer_runs_the_other_trainable_kinds(tmp_path, editor, resolution):
     train, _ = make_bench(tmp_path / "train", n=3, sizes=((48, 64),))

@@ -117,4 +117,4 @@ def test_a_training_run_on_an_inference_only_kind_is_refused_at_config_time(kind
 
 
 def test_the_inference_only_kinds():
-    assert INFERENCE_ONLY == ["chronoedit", "instruct-pix2pix", "longcat-image-edit"]
+    assert INFERENCE_ONLY == ["chronoedit", "instruct-pix2pix"]

@@ -104,7 +104,6 @@ EDITOR_KINDS: dict[str, EditorKind] = {
             "motionedit.models.longcat_image_edit:load_longcat_image_edit",
             {"steps": 50, "guidance_scale": 4.5, "true_cfg_scale": 1.0},
             max_area=1024 * 1024,
-            trainable=False,
         ),
         # ChronoEdit-14B: its pipeline's documented example, 50 steps, guidance 5.0, 720p.
         EditorKind(
