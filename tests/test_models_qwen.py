@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tiny_qwen import sample_image, save_like_the_hub, tiny_pipeline
 
 from motionedit.models import load_editor
@@ -196,6 +197,17 @@ def test_bfloat16(plus):
     # level or two of rounding apart, nothing more.
     sampled = tensor_to_pil(adapter.decode(latents, cond))[0]
     assert np.abs(pixels(edited) - pixels(sampled)).max() <= 4
+
+
+@pytest.mark.parametrize("ratio", [4 / 3, 3 / 4, 16 / 9, 1.0, 0.37, 2.9])
+def test_at_the_default_budget_the_edit_size_is_the_pipelines(plus, ratio, monkeypatch):
+    adapter = make_adapter(plus)
+    monkeypatch.setattr(adapter.pipe, "vae_scale_factor", 8)  # the released VAE's factor
+    monkeypatch.setitem(adapter.settings, "max_area", 1024 * 1024)
+    module = sys.modules[type(adapter.pipe).__call__.__module__]
+    image = Image.new("RGB", (round(1000 * ratio), 1000))
+    theirs = module.calculate_dimensions(1024 * 1024, image.width / image.height)[:2]
+    assert adapter.edit_size(image) == tuple(theirs)
 
 
 def test_size_override_refuses_unknown_areas():

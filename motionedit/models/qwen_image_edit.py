@@ -10,7 +10,8 @@ here is the one the pipeline would compute, and the LoRA we train is the one use
 
 Sizes: both pipelines resize the input to about 1024x1024 whatever is asked (the Plus one
 also feeds the VL encoder a 384x384-area copy). Here the output size comes from
-``max_area`` (:func:`motionedit.models.base.edit_size`) and the VL copy of the Plus
+``max_area``, rounded as the pipelines round (:meth:`QwenImageEditAdapter.edit_size`), and
+the VL copy of the Plus
 pipeline keeps its share of that area, so at ``max_area = 1024**2`` everything matches the
 pipelines and at the tiny scale of tests an edit takes milliseconds, not seconds.
 """
@@ -85,6 +86,14 @@ class QwenImageEditAdapter(EditorAdapter):
     )
 
     # -- geometry -----------------------------------------------------------------------
+    def edit_size(self, image: Image.Image) -> tuple[int, int]:
+        """The pipelines' own rule at ``max_area``: each side rounded to the *nearest*
+        multiple of twice the VAE factor times the packing (32 for the released VAE), so at
+        the kind's default 1024x1024 the size is the pipeline's own."""
+        m, ratio = 2 * self.size_multiple, image.width / image.height
+        width = math.sqrt(self.max_area * ratio)
+        return max(m, round(width / m) * m), max(m, round(width / ratio / m) * m)
+
     def vl_size(self, image: Image.Image) -> tuple[int, int]:
         """(width, height) of the copy of the input the VL encoder reads.
 
