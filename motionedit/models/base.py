@@ -336,6 +336,30 @@ def dpm_solver_2m_step(
     return x_next
 
 
+def shifted_sigmas(scheduler: Any, steps: int, image_seq_len: int) -> torch.Tensor:
+    """The noise levels FLUX-family pipelines (Kontext, Qwen-Image, LongCat) sample with.
+
+    ``linspace(1, 1/steps, steps)`` shifted by ``mu``, linear in the number of image tokens
+    (the pipelines' ``calculate_shift`` with the scheduler's own constants), ending with 0.
+    Set on a copy of ``scheduler``, so the pipeline's own keeps no state from training.
+    """
+    from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift
+
+    scheduler = type(scheduler).from_config(scheduler.config)
+    mu = calculate_shift(
+        image_seq_len,
+        scheduler.config.get("base_image_seq_len", 256),
+        scheduler.config.get("max_image_seq_len", 4096),
+        scheduler.config.get("base_shift", 0.5),
+        scheduler.config.get("max_shift", 1.15),
+    )
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu, device="cpu")
+    sigmas = scheduler.sigmas.detach().float().clone()
+    if float(sigmas[-1]) != 0.0:  # a shift_terminal schedule (Qwen-Image) stops short of it
+        sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
+    return sigmas
+
+
 def seeded_generator(seed: int) -> torch.Generator:
     """A generator on the CPU: the same seed then gives the same noise on any device."""
     return torch.Generator("cpu").manual_seed(int(seed))

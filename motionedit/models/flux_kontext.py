@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers import FluxKontextPipeline
-from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift
 
 from motionedit.images import resize, to_pil
 from motionedit.models.base import (
@@ -23,6 +21,7 @@ from motionedit.models.base import (
     EditorAdapter,
     pixels_to_tensor,
     seeded_generator,
+    shifted_sigmas,
 )
 from motionedit.models.loading import load_pipeline
 
@@ -105,17 +104,8 @@ class FluxKontextAdapter(EditorAdapter):
         return self._pack(noise).to(self.device, self.dtype)
 
     def sigmas(self, steps: int, cond: Conditioning) -> torch.Tensor:
-        scheduler = self.pipe.scheduler
         seq_len = (cond.height // self.size_multiple) * (cond.width // self.size_multiple)
-        mu = calculate_shift(
-            seq_len,
-            scheduler.config.get("base_image_seq_len", 256),
-            scheduler.config.get("max_image_seq_len", 4096),
-            scheduler.config.get("base_shift", 0.5),
-            scheduler.config.get("max_shift", 1.15),
-        )
-        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu, device="cpu")
-        return scheduler.sigmas.detach().clone().float()
+        return shifted_sigmas(self.pipe.scheduler, steps, seq_len)
 
     def decode(self, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         vae = self.pipe.vae

@@ -29,13 +29,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers import LongCatImageEditPipeline
-from diffusers.pipelines.longcat_image.pipeline_longcat_image_edit import (
-    calculate_shift,
-    prepare_pos_ids,
-)
+from diffusers.pipelines.longcat_image.pipeline_longcat_image_edit import prepare_pos_ids
 from PIL import Image
 
 from motionedit.images import to_pil
@@ -45,6 +41,7 @@ from motionedit.models.base import (
     EditorAdapter,
     ModelError,
     seeded_generator,
+    shifted_sigmas,
 )
 from motionedit.models.loading import load_pipeline
 from motionedit.models.qwen_image_edit import load_processor
@@ -137,16 +134,7 @@ class LongCatImageEditAdapter(EditorAdapter):
 
     def sigmas(self, steps: int, cond: Conditioning) -> torch.Tensor:
         lat_h, lat_w = self._latent_hw(cond.height, cond.width)
-        scheduler = self.pipe.scheduler
-        mu = calculate_shift(
-            (lat_h // 2) * (lat_w // 2),
-            scheduler.config.get("base_image_seq_len", 256),
-            scheduler.config.get("max_image_seq_len", 4096),
-            scheduler.config.get("base_shift", 0.5),
-            scheduler.config.get("max_shift", 1.15),
-        )
-        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu, device="cpu")
-        return scheduler.sigmas.detach().clone().float()
+        return shifted_sigmas(self.pipe.scheduler, steps, (lat_h // 2) * (lat_w // 2))
 
     def decode(self, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         vae = self.pipe.vae

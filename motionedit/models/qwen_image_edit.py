@@ -23,10 +23,8 @@ import sys
 from contextlib import AbstractContextManager
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers import QwenImageEditPipeline, QwenImageEditPlusPipeline
-from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import calculate_shift
 from PIL import Image
 from transformers import Qwen2VLProcessor
 
@@ -35,6 +33,7 @@ from motionedit.models.base import (
     Conditioning,
     EditorAdapter,
     seeded_generator,
+    shifted_sigmas,
 )
 from motionedit.models.loading import load_pipeline
 from motionedit.models.sizing import PIPELINE_AREA, pipeline_sizes
@@ -205,21 +204,8 @@ class QwenImageEditAdapter(EditorAdapter):
         return self.pipe._pack_latents(noise.to(self.device), len(cond), channels, lat_h, lat_w)
 
     def sigmas(self, steps: int, cond: Conditioning) -> torch.Tensor:
-        # A scheduler of our own, so the pipeline's keeps no state from training.
-        scheduler = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config)
         lat_h, lat_w = self._latent_hw(cond)
-        mu = calculate_shift(
-            (lat_h // 2) * (lat_w // 2),
-            scheduler.config.get("base_image_seq_len", 256),
-            scheduler.config.get("max_image_seq_len", 4096),
-            scheduler.config.get("base_shift", 0.5),
-            scheduler.config.get("max_shift", 1.15),
-        )
-        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu, device="cpu")
-        sigmas = scheduler.sigmas.detach().float().clone()
-        if float(sigmas[-1]) != 0.0:
-            sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
-        return sigmas
+        return shifted_sigmas(self.pipe.scheduler, steps, (lat_h // 2) * (lat_w // 2))
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
