@@ -11,6 +11,7 @@ import pytest
 import tiny_flux2
 import torch
 from diffusers import Flux2KleinPipeline
+from lora_round_trip import trained_lora_round_trip
 from matplotlib import cbook
 from PIL import Image
 
@@ -122,27 +123,9 @@ def test_encode_velocity_sigmas(source):
 
 
 def test_lora_trained_here_is_one_diffusers_loads(source, tmp_path):
-    adapter = load_editor(settings_for(source))
-    cond = adapter.condition(photos(), PROMPTS)
-    x0 = adapter.encode_images(photos(), cond)
-    sigma = torch.tensor([0.4, 0.8])
-    v_base = adapter.velocity(x0, sigma, cond)
-    adapter.add_lora(rank=4, alpha=8)
-    trainable = [n for n, p in adapter.transformer.named_parameters() if p.requires_grad]
-    assert trainable and all("lora_" in n for n in trainable)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in adapter.transformer.named_parameters():
-            if "lora_B" in name:
-                p.normal_(std=0.5)
-    v_lora = adapter.velocity(x0, sigma, cond)
-    assert (v_lora - v_base).abs().max() > 1e-3
-    edited = adapter.edit(photos()[:1], PROMPTS[:1], seed=5)[0]
-    adapter.save_lora(tmp_path)
-
-    fresh = load_editor(settings_for(source))
-    fresh.load_lora(tmp_path)
-    assert torch.equal(fresh.velocity(x0, sigma, fresh.condition(photos(), PROMPTS)), v_lora)
+    edited = trained_lora_round_trip(
+        lambda: load_editor(settings_for(source)), photos(), PROMPTS, tmp_path
+    )
     pipe = Flux2KleinPipeline.from_pretrained(source)
     pipe.load_lora_weights(tmp_path)
     theirs = pipe(

@@ -12,6 +12,7 @@ import tiny_longcat
 import torch
 from diffusers import LongCatImageEditPipeline
 from diffusers.pipelines.longcat_image.pipeline_longcat_image_edit import calculate_dimensions
+from lora_round_trip import trained_lora_round_trip
 from matplotlib import cbook
 from PIL import Image
 from tiny_qwen import save_like_the_hub
@@ -117,28 +118,9 @@ def test_each_items_velocity_is_its_own(source):
 
 
 def test_a_lora_trained_here_is_read_by_the_transformers_own_loader(source, tmp_path):
-    adapter = load_editor(settings_for(source))
-    cond = adapter.condition(photos(), PROMPTS)
-    x0 = adapter.encode_images(photos(), cond)
-    sigma = torch.tensor([0.4, 0.8])
-    v_base = adapter.velocity(x0, sigma, cond)
-    adapter.add_lora(rank=4, alpha=8)
-    trainable = [n for n, p in adapter.transformer.named_parameters() if p.requires_grad]
-    assert trainable and all("lora_" in n for n in trainable)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in adapter.transformer.named_parameters():
-            if "lora_B" in name:
-                p.normal_(std=0.5)
-    v_lora = adapter.velocity(x0, sigma, cond)
-    assert (v_lora - v_base).abs().max() > 1e-3
-    edited = adapter.edit(photos()[:1], PROMPTS[:1], seed=5)[0]
-    adapter.save_lora(tmp_path)
-
-    fresh = load_editor(settings_for(source))
-    fresh.load_lora(tmp_path)
-    assert torch.equal(fresh.velocity(x0, sigma, fresh.condition(photos(), PROMPTS)), v_lora)
-    assert fresh.edit(photos()[:1], PROMPTS[:1], seed=5)[0].tobytes() == edited.tobytes()
+    edited = trained_lora_round_trip(
+        lambda: load_editor(settings_for(source)), photos(), PROMPTS, tmp_path
+    )
     # Plain diffusers reads it: the transformer's own loader, the pipeline LoRA key layout.
     processor = load_processor(str(source), subfolder="text_processor")
     pipe = LongCatImageEditPipeline.from_pretrained(source, text_processor=processor)
