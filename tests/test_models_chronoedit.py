@@ -97,6 +97,16 @@ def test_a_lora_made_elsewhere_changes_the_edit_as_diffusers_loads_it(source, tm
     assert np.array_equal(after, documented_call(direct, photos()[0], PROMPTS[0], seed=5))
 
 
+def test_bfloat16_keeps_the_vae_and_image_encoder_in_float32(source):
+    """As the documented example loads the model; the pipeline casts between them."""
+    adapter = load_editor({**settings_for(source), "dtype": "bfloat16"})
+    pipe = adapter.pipe
+    assert pipe.transformer.dtype == torch.bfloat16 and pipe.text_encoder.dtype == torch.bfloat16
+    assert pipe.vae.dtype == pipe.image_encoder.dtype == torch.float32
+    edit = adapter.edit(photos()[:1], PROMPTS[:1], seed=5)[0]
+    assert edit.size == (64, 48) and np.asarray(edit).std() > 0
+
+
 def test_the_kind_defaults_are_the_documented_example(source):
     config = {"editors": {"c": {"kind": "chronoedit", "source": str(source)}}}
     settings = editor_settings(config, "c")

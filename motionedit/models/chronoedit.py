@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from diffusers import ChronoEditPipeline
 from PIL import Image
 
@@ -72,5 +73,24 @@ class ChronoEditAdapter(InferenceOnlyAdapter):
 
 
 def load_chronoedit(settings: dict[str, Any]) -> ChronoEditAdapter:
-    """The adapter for a ``chronoedit`` editor, its pipeline loaded and placed."""
-    return ChronoEditAdapter(load_pipeline(ChronoEditPipeline, settings), settings)
+    """The adapter for a ``chronoedit`` editor, its pipeline loaded and placed.
+
+    As the documented example loads it: the VAE and the CLIP vision encoder in float32
+    whatever ``dtype`` the editor asks for (the pipeline casts between them and the
+    transformer itself), so a bfloat16 transformer does not degrade the input's encoding.
+    """
+    from diffusers import AutoencoderKLWan
+    from transformers import CLIPVisionModel
+
+    def full_precision_parts(source: str, **hub: Any) -> dict[str, Any]:
+        return {
+            "vae": AutoencoderKLWan.from_pretrained(
+                source, subfolder="vae", dtype=torch.float32, **hub
+            ),
+            "image_encoder": CLIPVisionModel.from_pretrained(
+                source, subfolder="image_encoder", dtype=torch.float32, **hub
+            ),
+        }
+
+    pipe = load_pipeline(ChronoEditPipeline, settings, full_precision_parts)
+    return ChronoEditAdapter(pipe, settings)
