@@ -1,0 +1,92 @@
+"""Flow chained through a window, on clips made of real photographs: a subject (a product
+photograph) slides a third of the frame's diagonal across a portrait. The first and last
+frames alone do not measure that motion; the chain does, or loses the subject when its
+links are too long for the flow, and a cut inside the window shows as one inconsistent
+link."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib import cbook
+from PIL import Image
+
+from motionedit.flow.chain import chain_flows
+from motionedit.flow.dis import DISFlow
+
+SIZE = (192, 144)  # (W, H)
+SUBJECT = 40
+
+
+def photo(name: str, size: tuple[int, int]) -> np.ndarray:
+    with Image.open(cbook.get_sample_data(name, asfileobj=False)) as im:
+        return np.asarray(im.convert("RGB").resize(size, Image.Resampling.BICUBIC))
+
+
+def sliding_clip(frames: int, travel: float) -> tuple[list[np.ndarray], tuple[int, int]]:
+    """The subject slides right and down by ``travel`` x the diagonal; (x, y) it starts at."""
+    background = photo("grace_hopper.jpg", SIZE)
+    subject = photo("Minduka_Present_Blue_Pack.png", (SUBJECT, SUBJECT))
+    diag = float(np.hypot(*SIZE))
+    direction = np.array([0.8, 0.6])
+    start = np.array([16.0, 12.0])
+    clip = []
+    for t in np.linspace(0.0, 1.0, frames):
+        x, y = np.round(start + t * travel * diag * direction).astype(int)
+        frame = background.copy()
+        frame[y : y + SUBJECT, x : x + SUBJECT] = subject
+        clip.append(frame)
+    return clip, (int(start[0]), int(start[1]))
+
+
+def subject_motion(displacement: np.ndarray, tracked: np.ndarray, at: tuple[int, int]) -> float:
+    """Median displacement (fraction of the diagonal) of the subject's inner pixels."""
+    x, y = at
+    inner = (slice(y + 8, y + SUBJECT - 8), slice(x + 8, x + SUBJECT - 8))
+    moved = np.linalg.norm(displacement[inner], axis=-1)[tracked[inner]]
+    return float(np.median(moved)) / float(np.hypot(*SIZE)) if moved.size else 0.0
+
+
+def test_the_chain_measures_a_long_translation_the_end_frames_miss():
+    # 13 frames: 6 pixels, 0.025 of the diagonal, a link.
+    clip, at = sliding_clip(frames=13, travel=0.30)
+    dis = DISFlow()
+    direct = dis.estimate(np.stack(clip[:1]), np.stack(clip[-1:]))[0]
+    assert subject_motion(direct, np.ones(direct.shape[:2], bool), at) < 0.15
+    chained = chain_flows(clip, dis)
+    assert subject_motion(chained.displacement, chained.tracked, at) == pytest.approx(
+        0.30, abs=0.02
+    )
+    # The background stays put and is followed.
+    assert chained.tracked[100:, 150:].mean() > 0.9
+    assert np.abs(chained.displacement[100:, 150:][chained.tracked[100:, 150:]]).mean() < 0.5
+
+
+def test_links_too_long_for_the_flow_lose_the_subject_rather_than_mismeasure_it():
+    # 7 frames: 12 pixels a link, more than DIS follows on a 40-pixel subject.
+    clip, (x, y) = sliding_clip(frames=7, travel=0.30)
+    chained = chain_flows(clip, DISFlow())
+    assert chained.tracked[y + 8 : y + SUBJECT - 8, x + 8 : x + SUBJECT - 8].mean() < 0.5
+
+
+def test_a_cut_inside_the_window_is_one_inconsistent_link():
+    clip, _ = sliding_clip(frames=7, travel=0.12)
+    other = photo("Minduka_Present_Blue_Pack.png", SIZE)
+    cut = clip[:4] + [other] * 3
+    chained = chain_flows(cut, DISFlow())
+    worst = int(np.argmin(chained.link_consistency))
+    assert worst == 3 and chained.link_consistency[3] < 0.5
+    assert min(c for i, c in enumerate(chained.link_consistency) if i != 3) > 0.8
+    assert chained.tracked.mean() < 0.5
+
+
+def test_a_still_clip_is_all_tracked_and_does_not_move():
+    still = [photo("grace_hopper.jpg", SIZE)] * 4
+    chained = chain_flows(still, DISFlow())
+    assert chained.tracked.all() and np.abs(chained.displacement).max() < 0.05
+    assert chained.link_consistency == [1.0, 1.0, 1.0]
+
+
+def test_one_frame_is_refused():
+    with pytest.raises(ValueError, match="two frames or more"):
+        chain_flows([photo("grace_hopper.jpg", SIZE)], DISFlow())
