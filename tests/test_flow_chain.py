@@ -11,7 +11,7 @@ import pytest
 from matplotlib import cbook
 from PIL import Image
 
-from motionedit.flow.chain import chain_flows
+from motionedit.flow.chain import chain_flows, track_points
 from motionedit.flow.dis import DISFlow
 
 SIZE = (192, 144)  # (W, H)
@@ -90,3 +90,26 @@ def test_a_still_clip_is_all_tracked_and_does_not_move():
 def test_one_frame_is_refused():
     with pytest.raises(ValueError, match="two frames or more"):
         chain_flows([photo("grace_hopper.jpg", SIZE)], DISFlow())
+
+
+def test_trajectories_sit_on_the_moving_subject_and_follow_it():
+    clip, (x, y) = sliding_clip(frames=13, travel=0.30)
+    tracks = track_points(clip, DISFlow(), count=16, min_motion=0.05, seed=0)
+    assert tracks.points.shape == (16, 13, 2) and tracks.visible.all()
+    start, end = tracks.points[:, 0], tracks.points[:, -1]
+    assert ((start >= (x, y)) & (start < (x + SUBJECT, y + SUBJECT))).all()
+    # The clip places the subject at whole pixels: it travels (58, 43).
+    error = np.linalg.norm(end - start - np.array([58.0, 43.0]), axis=-1)
+    # Sub-pixel for most; a point at the subject's edge, where the flow blends it with the
+    # background, within a tenth of the 72-pixel travel.
+    assert np.median(error) < 1.0 and error.max() < 7.2
+    steps = np.diff(tracks.points, axis=1)
+    assert (steps > 0).all()  # right and down at every sampled frame
+    again = track_points(clip, DISFlow(), count=16, min_motion=0.05, seed=0)
+    assert np.array_equal(again.points, tracks.points)
+
+
+def test_nothing_moves_no_trajectories():
+    still = [photo("grace_hopper.jpg", SIZE)] * 4
+    tracks = track_points(still, DISFlow(), count=16, min_motion=0.01, seed=0)
+    assert tracks.points.shape == (0, 4, 2) and tracks.visible.shape == (0, 4)
