@@ -360,6 +360,16 @@ def shifted_sigmas(scheduler: Any, steps: int, image_seq_len: int) -> torch.Tens
     return sigmas
 
 
+def decode_packed(pipe: Any, latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Images ``[B, 3, H, W]`` in 0..1 from packed latents of a FLUX-layout pipeline (its
+    ``_unpack_latents`` and a VAE with ``scaling_factor``/``shift_factor``: Kontext, LongCat)."""
+    vae = pipe.vae
+    lat = pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
+    lat = lat / vae.config.scaling_factor + vae.config.shift_factor
+    images = vae.decode(lat.to(vae.dtype), return_dict=False)[0]
+    return (images.float() / 2 + 0.5).clamp(0, 1)
+
+
 def seeded_generator(seed: int) -> torch.Generator:
     """A generator on the CPU: the same seed then gives the same noise on any device."""
     return torch.Generator("cpu").manual_seed(int(seed))

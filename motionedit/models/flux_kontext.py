@@ -19,6 +19,7 @@ from motionedit.images import resize, to_pil
 from motionedit.models.base import (
     Conditioning,
     EditorAdapter,
+    decode_packed,
     pixels_to_tensor,
     seeded_generator,
     shifted_sigmas,
@@ -108,13 +109,7 @@ class FluxKontextAdapter(EditorAdapter):
         return shifted_sigmas(self.pipe.scheduler, steps, seq_len)
 
     def decode(self, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        vae = self.pipe.vae
-        lat = self.pipe._unpack_latents(
-            latents, cond.height, cond.width, self.pipe.vae_scale_factor
-        )
-        lat = lat / vae.config.scaling_factor + vae.config.shift_factor
-        images = vae.decode(lat.to(vae.dtype), return_dict=False)[0]
-        return (images.float() / 2 + 0.5).clamp(0, 1)
+        return decode_packed(self.pipe, latents, cond.height, cond.width)
 
     def edit(self, images: list[Any], prompts: list[str], seed: int) -> list[Any]:
         inf = self.settings["inference"]
