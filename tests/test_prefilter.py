@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
+from matplotlib import cbook
+from PIL import Image
 
 from motionedit.flow.dis import DISFlow
 from motionedit.prefilter import colour_correlation, decide, flow_stats
@@ -61,6 +64,23 @@ def test_a_new_palette_is_a_scene_cut_before_anything_else():
     b = a.copy()
     a[..., 0], b[..., 2] = 200, 200  # red scene, then blue scene
     assert colour_correlation(a, b) < 0.5 and colour_correlation(a, a) > 0.99
+
+
+def test_colour_correlation_of_noise_frames_is_a_correlation():
+    # Two frames of sensor noise: OpenCV's float32 HISTCMP_CORREL gives -1.0007 for these,
+    # outside [-1, 1], which read as a scene cut. Ours is numpy's float64 Pearson r.
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (144, 192, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-6, 7, a.shape), 0, 255).astype(np.uint8)
+    hists = [cv2.calcHist([im], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3) for im in (a, b)]
+    assert cv2.compareHist(*hists, cv2.HISTCMP_CORREL) < -1.0  # what the measure used to be
+    expected = np.corrcoef(*(h.ravel().astype(np.float64) for h in hists))[0, 1]
+    assert colour_correlation(a, b) == pytest.approx(expected, abs=1e-12)
+    # A photograph and the same photograph with noise keep their palette.
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
+        photo = np.asarray(im.convert("RGB"))
+    noisy = np.clip(photo + rng.normal(0, 4, photo.shape), 0, 255).astype(np.uint8)
+    assert colour_correlation(photo, noisy) > 0.98
 
 
 def test_zoom_around_a_still_border_is_caught_by_the_global_fit():

@@ -29,7 +29,7 @@ import numpy as np
 from motionedit.flow import FlowEstimator, make_flow
 from motionedit.judge.base import PairInput, Verdict
 from motionedit.pairs import load_pair
-from motionedit.prefilter import colour_correlation, peak_motion
+from motionedit.prefilter import colour_correlation, peak_motion, pearson
 
 PROMPT_VERSION = "offline-v1"
 
@@ -154,7 +154,7 @@ def changed_colour_consistency(
                      [0, 180, 0, 256])
         for im in (img0, img1)
     ]  # fmt: skip
-    return float(cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_CORREL)), float(changed.mean())
+    return pearson(hists[0], hists[1]), float(changed.mean())
 
 
 def _local_variance(gray: np.ndarray) -> np.ndarray:
