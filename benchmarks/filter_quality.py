@@ -40,7 +40,9 @@ def run(config: dict, workdir: Path) -> pd.DataFrame:
         for shard in shard_names(source):
             base = workdir / source["name"] / shard
             man = build_manifest(source, shard, base / "videos", config["video"], log)
-            frames = extract_shard(man, base / "frames", config["frames"], log)
+            frames = extract_shard(
+                man, base / "frames", config["frames"], log, strip_side=config["flow"]["max_side"]
+            )
             pre = prefilter_shard(frames, config["prefilter"], config["flow"], log)
             judged = judge_shard(pre, frames, make_judge(config), base / "judge.raw.jsonl", log)
             truth = pd.read_parquet(base / "videos.truth.parquet").set_index("video_id")
@@ -75,8 +77,9 @@ def run(config: dict, workdir: Path) -> pd.DataFrame:
                         "motion_peak": r.motion_peak,
                         "motion_moving": r.motion_moving,
                         "moving_frac": r.moving_frac,
-                        "border_moving": r.border_moving,
-                        "global_fit": r.global_fit,
+                        "tracked_frac": r.tracked_frac,
+                        "camera_motion": r.camera_motion,
+                        "link_consistency": r.link_consistency,
                         "frame_correlation": r.frame_correlation,
                     }
                 )

@@ -37,7 +37,9 @@ from motionedit.tables import read_tables
 
 SPLITS = ("train", "bench")
 #: Prefilter numbers carried into the dataset rows and summarised in stats.json.
-MOTION_COLUMNS = ("motion_mean", "motion_peak", "moving_frac", "border_motion")
+MOTION_COLUMNS = ("motion_mean", "motion_peak", "moving_frac", "camera_motion")
+#: The prefilter's point trajectories, carried into the dataset rows.
+TRACK_COLUMNS = ("tracks", "track_visible")
 COLUMNS = [
     "id",
     "prompt",
@@ -51,6 +53,8 @@ COLUMNS = [
     "height",
     "frame0",
     "frame1",
+    *TRACK_COLUMNS,
+    "strip_times",
 ]
 
 
@@ -323,8 +327,10 @@ def collect_pairs(frames: list[str], prefilter: list[str], instructions: list[st
     """One row per pair that has an instruction, with everything the dataset needs."""
     ins = read_tables(instructions)
     ins = ins[ins["error"].isna() & ins["instruction"].notna()]
-    fr = read_tables(frames)[["pair_id", "t0", "t1", "frame0", "frame1", "width", "height"]]
-    pre = read_tables(prefilter)[["pair_id", *MOTION_COLUMNS]]
+    fr = read_tables(frames)[
+        ["pair_id", "t0", "t1", "frame0", "frame1", "width", "height", "strip_times"]
+    ]
+    pre = read_tables(prefilter)[["pair_id", *MOTION_COLUMNS, *TRACK_COLUMNS]]
     df = ins.merge(fr, on="pair_id", how="left").merge(pre, on="pair_id", how="left")
     df = df.rename(columns={"pair_id": "id", "instruction": "prompt"})
     return df[COLUMNS].sort_values("id", kind="stable").reset_index(drop=True)
@@ -336,6 +342,49 @@ def _copy_image(src: str, dst: Path, image_format: str) -> None:
         return
     img = cv2.imdecode(np.fromfile(src, np.uint8), cv2.IMREAD_COLOR)
     cv2.imwrite(str(dst), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+
+
+def _nested(value: Any) -> list:
+    """Nested lists from what parquet gives back (numpy arrays of arrays)."""
+    if isinstance(value, np.ndarray | list | tuple):
+        return [_nested(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def track_summary(dataset: pd.DataFrame) -> dict[str, Any]:
+    """How many trajectories the pairs carry, how much of them is visible, how far they go.
+
+    Length is each track's start-to-end distance over the input image's diagonal, the
+    unit of every motion number here.
+    """
+    counts, lengths, visible = [], [], []
+    for r in dataset.itertuples(index=False):
+        pts = np.asarray(_nested(r.tracks), np.float64).reshape(-1, len(r.strip_times), 2)
+        vis = np.asarray(_nested(r.track_visible), bool).reshape(pts.shape[:2])
+        counts.append(len(pts))
+        visible.extend(vis.mean(1).tolist())
+        diag = float(np.hypot(r.width, r.height))
+        lengths.extend((np.linalg.norm(pts[:, -1] - pts[:, 0], axis=1) / diag).tolist())
+
+    return {
+        "pairs": len(counts),
+        "pairs_with_tracks": int(sum(c > 0 for c in counts)),
+        "tracks": int(sum(counts)),
+        "per_pair": quantiles(counts),
+        "length": quantiles(lengths),
+        "visible_fraction": quantiles(visible),
+    }
+
+
+def quantiles(values: Iterable[float]) -> dict[str, float]:
+    """p10, p50, p90 and mean, rounded for stats.json; empty for no values."""
+    v = np.asarray(list(values), np.float64)
+    if not v.size:
+        return {}
+    qs = {
+        k: round(float(np.quantile(v, p)), 6) for k, p in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))
+    }
+    return qs | {"mean": round(float(v.mean()), 6)}
 
 
 def write_split(rows: pd.DataFrame, split_dir: Path, image_format: str) -> None:
@@ -362,6 +411,9 @@ def write_split(rows: pd.DataFrame, split_dir: Path, image_format: str) -> None:
                 "t1": float(r.t1),
                 "motion_mean": round(float(r.motion_mean), 6),
                 "motion_peak": round(float(r.motion_peak), 6),
+                "tracks": _nested(r.tracks),
+                "track_visible": _nested(r.track_visible),
+                "track_times": [round(float(t) - float(r.t0), 6) for t in r.strip_times],
             }
         )
     write_split_tables(records, split_dir)
@@ -466,17 +518,13 @@ def funnel(
     if len(dataset):
         # Motion magnitudes (normalised by the image diagonal) of the pairs in the dataset,
         # overall and per category: how large the edits are that models are asked to make.
-        def summary(values: pd.Series) -> dict[str, float]:
-            v = values.astype(float)
-            return {q: round(float(v.quantile(p)), 6) for q, p in
-                    (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))} | {
-                "mean": round(float(v.mean()), 6)}  # fmt: skip
-
         stats["motion_magnitude"] = motion_magnitude(dataset)
-        stats["motion"] = {c: summary(dataset[c]) for c in MOTION_COLUMNS}
+        stats["motion"] = {c: quantiles(dataset[c].astype(float)) for c in MOTION_COLUMNS}
         stats["motion_peak_by_category"] = {
-            cat: summary(g["motion_peak"]) for cat, g in sorted(dataset.groupby("category"))
+            cat: quantiles(g["motion_peak"].astype(float))
+            for cat, g in sorted(dataset.groupby("category"))
         }
+        stats["trajectories"] = track_summary(dataset)
     return stats
 
 

@@ -4,6 +4,13 @@ A window's two frames are a candidate (input, target) pair. Frames shared by nei
 windows (the end of one is the start of the next with the default stride) are decoded and
 stored once; all frames of a video come from one decoding pass over it.
 
+That pass also keeps ``samples`` frames spread evenly through each window (its two ends
+included), small, at the flow's working size, and writes them side by side as one strip
+image per window: the prefilter and the judge follow the motion through them, since the
+two end frames alone do not show where a subject went over 3 seconds. A sampled frame
+that falls in a hole of the stream or does not decode is left out of the strip; the
+window only fails when one of its ends does.
+
 A window's frame at time t is the frame shown at t, found among the timestamps the probe
 recorded, so variable-rate video is cut like any other. A window whose frame is missing
 (t falls in a hole of the stream, or the decoder did not deliver the frame) keeps its row
@@ -20,9 +27,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
+from motionedit.pairs import fit_side, read_rgb
 from motionedit.runlog import progress
 from motionedit.video import VideoError, VideoInfo, extract_frames, frame_index, hole_at
 
@@ -35,6 +44,8 @@ COLUMNS = [
     "t1",
     "frame0",
     "frame1",
+    "strip",
+    "strip_times",
     "width",
     "height",
     "skip",
@@ -83,6 +94,79 @@ def scene_cut_times(path: str, threshold: float) -> list[float]:
     return [start.seconds for start, _ in scenes[1:]]
 
 
+def sample_indices(info: VideoInfo, t0: float, t1: float, samples: int) -> list[int]:
+    """Distinct frame indices shown at ``samples`` evenly spaced times from t0 to t1.
+
+    The two ends are always in; an inner time that falls in a hole of the stream is left
+    out, and a low frame rate can give fewer distinct frames than asked.
+    """
+    ends = frame_index(info, t0), frame_index(info, t1)
+    inner = [
+        frame_index(info, float(t))
+        for t in np.linspace(t0, t1, max(samples, 2))[1:-1]
+        if not hole_at(info, float(t))
+    ]
+    return sorted({ends[0], ends[1], *inner})
+
+
+class StripWriter:
+    """Small copies of the sampled frames, each window's strip written once it is complete.
+
+    Frames arrive in time order, so a window is complete when a frame at or past its last
+    sample has arrived (a sample that never came is missing for good); frames no pending
+    window needs are dropped then, which keeps memory to about one window's samples.
+    """
+
+    def __init__(self, max_side: int) -> None:
+        self.max_side = max_side
+        self.pending: list[tuple[dict, list[int], Path]] = []
+        self.small: dict[int, np.ndarray] = {}
+        self.written: list[Path] = []
+
+    def add(self, row: dict, indices: list[int], path: Path) -> None:
+        self.pending.append((row, indices, path))
+        self.pending.sort(key=lambda item: item[1][-1])
+
+    def wanted(self) -> set[int]:
+        return {i for _, indices, _ in self.pending for i in indices}
+
+    def take(self, idx: int, rgb: np.ndarray, times: list[float]) -> None:
+        if any(idx in indices for _, indices, _ in self.pending):
+            self.small[idx] = fit_side(rgb, self.max_side)
+        while self.pending and self.pending[0][1][-1] <= idx:
+            self._write(*self.pending.pop(0), times)
+        first = min((indices[0] for _, indices, _ in self.pending), default=idx + 1)
+        self.small = {i: f for i, f in self.small.items() if i >= first}
+
+    def finish(self, times: list[float]) -> None:
+        while self.pending:
+            self._write(*self.pending.pop(0), times)
+        self.small.clear()
+
+    def remove(self) -> None:
+        for p in self.written:
+            p.unlink(missing_ok=True)
+
+    def _write(self, row: dict, indices: list[int], path: Path, times: list[float]) -> None:
+        got = [i for i in indices if i in self.small]
+        if indices[0] not in self.small or indices[-1] not in self.small:
+            return  # an end is missing: the window becomes an error row
+        strip = np.concatenate([self.small[i] for i in got], axis=1)
+        if not cv2.imwrite(str(path), np.ascontiguousarray(strip[:, :, ::-1])):
+            raise VideoError(f"cannot write {path}")
+        self.written.append(path)
+        row["strip"] = path.as_posix()
+        row["strip_times"] = [round(times[i], 6) for i in got]
+
+
+def load_strip(path: str | Path, count: int) -> list[np.ndarray]:
+    """The ``count`` frames of a strip image, in time order."""
+    strip = read_rgb(path)
+    if strip.shape[1] % count:
+        raise ValueError(f"{path}: {strip.shape[1]} px wide, not {count} frames of one width")
+    return np.split(strip, count, axis=1)
+
+
 def _info(row: pd.Series) -> VideoInfo:
     return VideoInfo(
         duration_s=float(row.duration_s),
@@ -104,7 +188,9 @@ def _floats(values: Any) -> list[float]:
     return np.asarray(values, dtype=np.float64).tolist()
 
 
-def video_pairs(row: pd.Series, out_dir: Path, cfg: dict[str, Any]) -> list[dict]:
+def video_pairs(
+    row: pd.Series, out_dir: Path, cfg: dict[str, Any], strip_side: int = 256
+) -> list[dict]:
     """All window rows of one video, the failed windows included as error rows.
 
     Raises VideoError only for a failure of the whole video, which then gets one row.
@@ -121,6 +207,7 @@ def video_pairs(row: pd.Series, out_dir: Path, cfg: dict[str, Any]) -> list[dict
         cuts = scene_cut_times(row.path, cfg["scene_cuts"]["threshold"])
     key = video_key(row.video_id)
     rows, wanted, picks = [], {}, []
+    strips = StripWriter(strip_side)
     for k, (t0, t1) in enumerate(bounds):
         i0, i1 = frame_index(info, t0), frame_index(info, t1)
         cut = next((c for c in cuts if t0 < c <= t1), None)
@@ -133,6 +220,8 @@ def video_pairs(row: pd.Series, out_dir: Path, cfg: dict[str, Any]) -> list[dict
             "t1": t1,
             "frame0": None,
             "frame1": None,
+            "strip": None,
+            "strip_times": None,
             "width": info.width,
             "height": info.height,
             "skip": None,
@@ -148,8 +237,27 @@ def video_pairs(row: pd.Series, out_dir: Path, cfg: dict[str, Any]) -> list[dict
                 wanted[idx] = out_dir / f"{key}_f{idx:06d}.png"
                 r[col] = wanted[idx].as_posix()
             picks.append((r, i0, i1))
+            strips.add(
+                r,
+                sample_indices(info, t0, t1, cfg["samples"]),
+                out_dir / f"{r['pair_id']}_strip.png",
+            )
     if wanted:
-        missing = extract_frames(row.path, info, sorted(wanted), wanted, timeout_s=cfg["timeout_s"])
+        times = info.frame_times_s
+        try:
+            missing = extract_frames(
+                row.path,
+                info,
+                sorted(set(wanted) | strips.wanted()),
+                wanted,
+                timeout_s=cfg["timeout_s"],
+                on_frame=lambda idx, rgb: strips.take(idx, rgb, times),
+            )
+            strips.finish(times)
+        except VideoError:
+            strips.remove()
+            raise
+        missing = {i: why for i, why in missing.items() if i in wanted}
         if missing:
             _drop_missing(picks, missing, wanted)
     return rows
@@ -166,7 +274,9 @@ def _drop_missing(
     for r, i0, i1 in picks:
         reasons = [missing[i] for i in dict.fromkeys((i0, i1)) if i in missing]
         if reasons:
-            r.update(frame0=None, frame1=None, error="; ".join(reasons))
+            r.update(
+                frame0=None, frame1=None, strip=None, strip_times=None, error="; ".join(reasons)
+            )
     used = {r[c] for r, _, _ in picks for c in ("frame0", "frame1") if r[c]}
     for p in wanted.values():
         if p.as_posix() not in used:
@@ -174,8 +284,13 @@ def _drop_missing(
 
 
 def extract_shard(
-    manifest: pd.DataFrame, out_dir: str | Path, cfg: dict[str, Any], log: logging.Logger
+    manifest: pd.DataFrame,
+    out_dir: str | Path,
+    cfg: dict[str, Any],
+    log: logging.Logger,
+    strip_side: int = 256,
 ) -> pd.DataFrame:
+    """Window rows of every usable video of a shard; ``strip_side`` is the flow's max_side."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     good = manifest[manifest["error"].isna()]
@@ -183,7 +298,7 @@ def extract_shard(
     rows: list[dict] = []
     for _, row in progress(good.iterrows(), desc="frames", total=len(good)):
         try:
-            rows.extend(video_pairs(row, out_dir, cfg))
+            rows.extend(video_pairs(row, out_dir, cfg, strip_side))
         except VideoError as exc:
             log.warning("%s: %s", row.video_id, exc)
             rows.append(

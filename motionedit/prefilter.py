@@ -1,37 +1,56 @@
 """The prefilter stage: cheap, explained decisions on the flow of every candidate pair.
 
-It runs before any MLLM is paid, so it removes what flow alone can tell apart: pairs where
-nothing moves, pairs where the camera moves (the border moves, or one global affine motion
-explains the whole frame), and pairs whose motion is too large to be an edit. Every pair
-keeps its numbers so that thresholds can be revisited from the table without recomputing.
+It runs before any MLLM is paid, so it removes what flow alone can tell apart: windows
+with a cut, windows where the camera moves, pairs where nothing moves, and motion too large
+to be an edit. The flow is followed through the frames sampled inside the window (the
+frames stage's strip), so a subject that crosses a third of the frame is measured as such
+and a cut or a shake between the two end frames is seen. Every pair keeps its numbers, and
+its point trajectories, so thresholds can be revisited from the table without recomputing.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from motionedit.flow import FlowEstimator, make_flow
-from motionedit.pairs import load_pair
+from motionedit.flow.chain import (
+    ChainedFlow,
+    chain_links,
+    exit_fraction,
+    link_flows,
+    save_chained,
+    tracks_along,
+)
+from motionedit.frames import load_strip
 from motionedit.runlog import progress
 
 COLUMNS = [
     "pair_id",
     "video_id",
     "source",
+    "samples",
     "motion_mean",
     "motion_peak",
     "motion_moving",
     "moving_frac",
+    "tracked_frac",
+    "lost_frac",
+    "exit_frac",
     "frame_correlation",
-    "border_motion",
-    "border_moving",
-    "global_fit",
-    "global_motion",
+    "link_consistency",
+    "camera_motion",
+    "camera_fit",
+    "tracks",
+    "track_visible",
+    "motion",
     "keep",
     "reason",
     "error",
@@ -45,32 +64,33 @@ def border_mask(h: int, w: int, fraction: float) -> np.ndarray:
     return mask
 
 
-def global_affine(flow: np.ndarray, tol_px: float, step: int = 4) -> tuple[float, float]:
-    """How well one affine motion of the whole frame explains the flow.
+def camera_step(
+    flow: np.ndarray, border_fraction: float, tol_px: float, step: int = 4
+) -> tuple[float, float]:
+    """The camera's motion between two frames, from where the border band's points went.
 
-    Returns (fraction of pixels within ``tol_px`` of the fitted motion, mean magnitude of
-    the fitted motion in pixels). A static background with a moving subject fits the
-    identity; a pan or zoom fits a non-trivial affine that explains nearly every pixel.
+    A homography is fitted by RANSAC to the flow of the border band only: subjects rarely
+    cover most of the border, so the border shows the camera even when a subject fills
+    the middle of the frame. Returns (mean displacement of the whole frame under that
+    homography, in pixels; fraction of the border's points it explains). A border that no
+    single motion explains (a subject crossing it, a cut) gives (0, fraction).
     """
     h, w = flow.shape[:2]
     ys, xs = np.mgrid[0:h:step, 0:w:step]
-    src = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
-    dst = src + flow[ys.ravel(), xs.ravel()]
-    m, _ = cv2.estimateAffine2D(
-        src,
-        dst,
-        method=cv2.RANSAC,
-        ransacReprojThreshold=tol_px,
-        maxIters=500,
-        confidence=0.99,
-        refineIters=5,
-    )
-    if m is None:
+    on_border = border_mask(h, w, border_fraction)[ys, xs]
+    src = np.stack([xs[on_border], ys[on_border]], 1).astype(np.float32)
+    dst = src + flow[ys[on_border], xs[on_border]]
+    if len(src) < 8:
         return 0.0, 0.0
-    pred = src @ m[:, :2].T + m[:, 2]
-    fitted = pred - src
-    resid = np.linalg.norm(dst - pred, axis=1)
-    return float((resid <= tol_px).mean()), float(np.linalg.norm(fitted, axis=1).mean())
+    hom, inliers = cv2.findHomography(src, dst, cv2.RANSAC, tol_px, maxIters=500, confidence=0.99)
+    if hom is None:
+        return 0.0, 0.0
+    fit = float(inliers.mean())
+    if fit < 0.5:
+        return 0.0, fit
+    grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
+    moved = cv2.perspectiveTransform(grid[None], hom)[0]
+    return float(np.linalg.norm(moved - grid, axis=1).mean()), fit
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -103,71 +123,98 @@ def peak_motion(mag: np.ndarray, moving: np.ndarray) -> float:
     return float(np.percentile(mag[moving], 95)) if moving.any() else 0.0
 
 
-def flow_stats(flow: np.ndarray, cfg: dict[str, Any]) -> dict[str, float]:
-    """Motion numbers of one pair, magnitudes normalised by the image diagonal."""
-    h, w = flow.shape[:2]
+def window_stats(
+    frames: list[np.ndarray], flow: FlowEstimator, cfg: dict[str, Any], seed: int = 0
+) -> dict[str, Any]:
+    """:func:`measure_window`'s numbers alone."""
+    return measure_window(frames, flow, cfg, seed)[0]
+
+
+def measure_window(
+    frames: list[np.ndarray], flow: FlowEstimator, cfg: dict[str, Any], seed: int = 0
+) -> tuple[dict[str, Any], ChainedFlow]:
+    """Every number the decision uses, for one window's sampled frames (``[H, W, 3]``).
+
+    Motion is the chained flow from the first to the last frame over tracked points,
+    normalised by the diagonal; a cut is the worst link (forward-backward consistency) or
+    the worst consecutive colour correlation; the camera is the path length of the
+    border's homography summed over the links, so a shake that ends where it started
+    counts as much as a pan. ``tracks`` are trajectories in these frames' pixels. Returns
+    the numbers and the chained flow they were measured on.
+    """
+    links = link_flows(frames, flow)
+    chained = chain_links(links)
+    h, w = frames[0].shape[:2]
     diag = float(np.hypot(h, w))
-    mag = np.linalg.norm(flow, axis=-1) / diag
-    moving = mag > cfg["moving_threshold"]
-    border = border_mask(h, w, cfg["border_fraction"])
-    fit, gmotion = global_affine(flow, tol_px=max(0.5, cfg["moving_threshold"] * diag))
-    return {
-        "motion_mean": float(mag.mean()),
+    mag = np.linalg.norm(chained.displacement, axis=-1) / diag
+    moving = chained.tracked & (mag > cfg["moving_threshold"])
+    tol = max(0.5, cfg["moving_threshold"] * diag / (len(frames) - 1))
+    steps = [camera_step(f, cfg["border_fraction"], tol) for f in links.forward]
+    tracks = tracks_along(links, chained, cfg["track_count"], cfg["min_motion"], seed)
+    stats = {
+        "samples": len(frames),
+        "motion_mean": float(mag[chained.tracked].mean()) if chained.tracked.any() else 0.0,
         "motion_peak": peak_motion(mag, moving),
         "motion_moving": float(mag[moving].mean()) if moving.any() else 0.0,
         "moving_frac": float(moving.mean()),
-        "border_motion": float(mag[border].mean()),
-        "border_moving": float(moving[border].mean()),
-        "global_fit": fit,
-        "global_motion": gmotion / diag,
+        "tracked_frac": float(chained.tracked.mean()),
+        "lost_frac": float((~chained.tracked & ~chained.exited).mean()),
+        "exit_frac": exit_fraction(chained, moving, cfg["moving_threshold"] * diag),
+        "frame_correlation": min(
+            colour_correlation(a, b) for a, b in zip(frames[:-1], frames[1:], strict=True)
+        ),
+        "link_consistency": min(chained.link_consistency),
+        "camera_motion": sum(m for m, _ in steps) / diag,
+        "camera_fit": float(np.mean([f for _, f in steps])),
+        "tracks": np.round(tracks.points, 2).tolist(),
+        "track_visible": tracks.visible.tolist(),
     }
+    return stats, chained
 
 
 def decide(stats: dict[str, float], cfg: dict[str, Any]) -> tuple[bool, str]:
     """Keep or drop, with the reason; checks run cheapest-explanation first.
 
     A cut comes first: it also makes the whole frame "move" and would otherwise be
-    reported as camera motion.
+    reported as camera motion. The flow breaks at a cut; where only the colours jump and
+    the flow still holds, the light changed (a flicker, a lamp switched on).
     """
-    if stats.get("frame_correlation", 1.0) < cfg["min_frame_correlation"]:
+    if stats["link_consistency"] < cfg["min_link_consistency"]:
         return False, "scene_cut"
+    if stats["frame_correlation"] < cfg["min_frame_correlation"]:
+        return False, "lighting_change"
+    if stats["camera_motion"] > cfg["max_camera_motion"]:
+        return False, "camera_motion"
+    if stats["lost_frac"] > cfg["max_lost_fraction"]:
+        return False, "untrackable"
     if (
         stats["motion_peak"] < cfg["min_motion"]
         or stats["moving_frac"] < cfg["min_moving_fraction"]
     ):
         return False, "static"
-    if stats["border_moving"] > cfg["max_border_moving"]:
-        return False, "camera_motion:border"
-    if (
-        stats["global_motion"] > cfg["moving_threshold"]
-        and stats["global_fit"] > cfg["max_global_fit"]
-    ):
-        return False, "camera_motion:global_affine"
     if stats["motion_moving"] > cfg["max_motion"]:
         return False, "extreme_motion"
     return True, "ok"
 
 
-def _flows_in_batches(
-    flow: FlowEstimator, pairs: list[tuple[np.ndarray, np.ndarray]], batch: int
-) -> list[np.ndarray]:
-    """Flows of ``pairs`` in their order, pairs of one size sharing a call of up to ``batch``.
+def to_frame_pixels(tracks: list, working: tuple[int, ...], frame0: str | None) -> list:
+    """Track points from the working size to the pixels of the pair's full-size frame.
 
-    Batching is what makes a GPU backend pay off; a CPU backend runs pair by pair anyway.
+    The dataset's input image is that frame, so a drag annotation lands where it should.
+    Pixel centres map to pixel centres: x_full = (x + 0.5) * scale - 0.5.
     """
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    for i, (a, _) in enumerate(pairs):
-        by_shape.setdefault(a.shape, []).append(i)
-    out: list[np.ndarray] = [np.empty(0)] * len(pairs)
-    for index in by_shape.values():
-        for start in range(0, len(index), batch):
-            part = index[start : start + batch]
-            flows = flow.estimate(
-                np.stack([pairs[i][0] for i in part]), np.stack([pairs[i][1] for i in part])
-            )
-            for i, f in zip(part, flows, strict=True):
-                out[i] = f
-    return out
+    if not tracks or not frame0:
+        return tracks
+    with Image.open(frame0) as im:
+        width, height = im.size
+    sx, sy = width / working[1], height / working[0]
+    pts = (np.asarray(tracks, np.float64) + 0.5) * (sx, sy) - 0.5
+    return np.round(pts, 2).tolist()
+
+
+def pair_seed(pair_id: str) -> int:
+    """A seed of the pair's own, so its trajectories do not depend on the shard's order."""
+    return zlib.crc32(pair_id.encode("utf-8"))
 
 
 def prefilter_shard(
@@ -176,39 +223,39 @@ def prefilter_shard(
     flow_cfg: dict[str, Any],
     log: logging.Logger,
     flow: FlowEstimator | None = None,
-    chunk: int = 64,
+    motion_dir: str | Path | None = None,
 ) -> pd.DataFrame:
+    """Stats and a decision for every candidate window of a frames table.
+
+    A strip that cannot be read is that pair's error row; the rest of the shard goes on.
+    The chained flow of each kept pair is saved in ``motion_dir`` (``<pair_id>.npz``,
+    column ``motion``) when given, for the judge to use rather than measure again.
+    """
     flow = flow or make_flow(flow_cfg)
-    batch = int(getattr(flow, "batch_size", 1))
+    if motion_dir is not None:
+        Path(motion_dir).mkdir(parents=True, exist_ok=True)
     todo = frames[frames["error"].isna() & frames["skip"].isna()]
     log.info("%d candidate pairs", len(todo))
     rows = []
-    # Pairs are loaded a chunk at a time, so memory stays flat on shards of any size.
-    for start in progress(range(0, len(todo), chunk), desc=f"prefilter ({chunk} pairs)"):
-        part = todo.iloc[start : start + chunk]
-        loaded, errors = {}, {}
-        for pair in part.itertuples():
-            try:
-                loaded[pair.pair_id] = load_pair(pair.frame0, pair.frame1, flow_cfg["max_side"])
-            except (ValueError, cv2.error) as exc:
-                errors[pair.pair_id] = str(exc)
-        flows = dict(
-            zip(loaded, _flows_in_batches(flow, list(loaded.values()), batch), strict=True)
-        )
-        for pair in part.itertuples():
-            row = {c: None for c in COLUMNS}
-            row.update(pair_id=pair.pair_id, video_id=pair.video_id, source=pair.source)
-            if pair.pair_id in errors:
-                row.update(keep=False, reason="error", error=errors[pair.pair_id])
-            else:
-                a, b = loaded[pair.pair_id]
-                stats = flow_stats(flows[pair.pair_id], cfg)
-                stats["frame_correlation"] = colour_correlation(a, b)
-                keep, reason = decide(stats, cfg)
-                row.update(stats, keep=keep, reason=reason)
-            rows.append(row)
+    for pair in progress(todo.itertuples(), desc="prefilter", total=len(todo)):
+        row = {c: None for c in COLUMNS}
+        row.update(pair_id=pair.pair_id, video_id=pair.video_id, source=pair.source)
+        try:
+            strip = load_strip(pair.strip, len(pair.strip_times))
+        except (ValueError, cv2.error) as exc:
+            row.update(keep=False, reason="error", error=str(exc))
+        else:
+            stats, chained = measure_window(strip, flow, cfg, seed=pair_seed(pair.pair_id))
+            stats["tracks"] = to_frame_pixels(stats["tracks"], strip[0].shape, pair.frame0)
+            keep, reason = decide(stats, cfg)
+            row.update(stats, keep=keep, reason=reason)
+            if keep and motion_dir is not None:
+                row["motion"] = (Path(motion_dir) / f"{pair.pair_id}.npz").as_posix()
+                save_chained(row["motion"], chained)
+        rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["keep"] = df["keep"].astype(bool)
+    df["samples"] = df["samples"].astype("Int64")
     kept = int(df["keep"].sum())
     log.info("kept %d of %d; reasons: %s", kept, len(df), df["reason"].value_counts().to_dict())
     return df

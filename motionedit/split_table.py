@@ -17,6 +17,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+
+def _list(feature: dict[str, Any]) -> dict[str, Any]:
+    return {"feature": feature, "_type": "List"}
+
+
+_FLOAT32 = {"dtype": "float32", "_type": "Value"}
+
 HF_FEATURES = {
     "id": {"dtype": "string", "_type": "Value"},
     "prompt": {"dtype": "string", "_type": "Value"},
@@ -29,12 +36,22 @@ HF_FEATURES = {
     "t1": {"dtype": "float64", "_type": "Value"},
     "motion_mean": {"dtype": "float64", "_type": "Value"},
     "motion_peak": {"dtype": "float64", "_type": "Value"},
+    # Point trajectories (TV-Edit's drag annotation): per track, (x, y) in the input
+    # image's pixels at each sampled time; whether the point was followed at that time;
+    # the sampled times in seconds after t0.
+    "tracks": _list(_list(_list(_FLOAT32))),
+    "track_visible": _list(_list({"dtype": "bool", "_type": "Value"})),
+    "track_times": _list({"dtype": "float64", "_type": "Value"}),
 }
-_ARROW = {
-    "Image": pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
-    "string": pa.string(),
-    "float64": pa.float64(),
-}
+
+
+def _arrow(feature: dict[str, Any]) -> pa.DataType:
+    kind = feature["_type"]
+    if kind == "List":
+        return pa.list_(_arrow(feature["feature"]))
+    if kind == "Image":
+        return pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    return pa.from_numpy_dtype(feature["dtype"]) if feature["dtype"] != "string" else pa.string()
 
 
 #: Rows per parquet row group: the images of one group are in memory at a time, so a split
@@ -52,7 +69,7 @@ def write_split_tables(records: list[dict[str, Any]], split_dir: Path) -> None:
     lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
     (split_dir / "metadata.jsonl").write_text("".join(lines))
     schema = pa.schema(
-        [(k, _ARROW[v.get("dtype", v["_type"])]) for k, v in HF_FEATURES.items()],
+        [(k, _arrow(v)) for k, v in HF_FEATURES.items()],
         metadata={"huggingface": json.dumps({"info": {"features": HF_FEATURES}})},
     )
     with pq.ParquetWriter(split_dir / "data.parquet", schema, compression="zstd") as writer:

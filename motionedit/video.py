@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,8 +271,13 @@ def extract_frames(
     indices: list[int],
     out_paths: dict[int, Path],
     timeout_s: float = 600.0,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
 ) -> dict[int, str]:
-    """Write the frames with the given indices to ``out_paths[index]`` as PNG.
+    """Write the frames with the given indices that ``out_paths`` names as PNG.
+
+    Every delivered frame (all of ``indices``) is also handed, upright RGB, to ``on_frame``
+    when given, in decoding (time) order: the frames stage keeps small copies of the frames
+    sampled inside each window that way, from the same decoding pass.
 
     Decoding runs in this process through PyAV (FFmpeg's own libraries): one open of the
     file, one seek per group of :func:`plan_groups`, decoding from the keyframe before each
@@ -298,7 +304,10 @@ def extract_frames(
 
             def deliver(idx: int, frame: av.VideoFrame) -> None:
                 rgb = np.rot90(frame.to_ndarray(format="rgb24"), (frame.rotation or 0) // 90)
-                pending.append(pool.submit(_write_png, rgb, out_paths[idx]))
+                if on_frame is not None:
+                    on_frame(idx, rgb)
+                if idx in out_paths:
+                    pending.append(pool.submit(_write_png, rgb, out_paths[idx]))
                 if len(pending) > 2 * workers:  # bound the frames held in memory
                     pending.pop(0).result()
 
@@ -309,10 +318,10 @@ def extract_frames(
             for job in pending:
                 job.result()
     except (av.error.FFmpegError, OSError) as exc:
-        _remove(out_paths[i] for i in indices)
+        _remove(out_paths.values())
         raise VideoError(f"decoding failed: {_why(exc)}") from None
     except VideoError:
-        _remove(out_paths[i] for i in indices)  # no half-extracted video left behind
+        _remove(out_paths.values())  # no half-extracted video left behind
         raise
     return missing
 

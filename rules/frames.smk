@@ -15,5 +15,6 @@ rule frames:
         runtime=60,
     params:
         frames=config["frames"],
+        strip_side=config["flow"]["max_side"],
     script:
         "../workflow_scripts/frames.py"

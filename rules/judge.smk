@@ -1,6 +1,7 @@
 rule judge:
     input:
         prefilter="results/prefilter/{src}/{shard}.parquet",
+        motion="results/prefilter/{src}/{shard}",
         frames="results/frames/{src}/{shard}.parquet",
         weights=flow_weights(config["flow"]),
     output:

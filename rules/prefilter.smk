@@ -4,6 +4,7 @@ rule prefilter:
         weights=flow_weights(config["flow"]),
     output:
         table="results/prefilter/{src}/{shard}.parquet",
+        motion=directory("results/prefilter/{src}/{shard}"),
     log:
         "results/logs/prefilter/{src}/{shard}.log",
     benchmark:

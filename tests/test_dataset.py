@@ -84,13 +84,20 @@ def write_stage_tables(tmp_path, n_videos=12):
                     "frame1": str(f1),
                     "width": 32,
                     "height": 24,
+                    "strip_times": [3.0 * k, 3.0 * k + 1.5, 3.0 * k + 3],
                     "skip": None,
                     "error": None,
                 }
             )
+            # Two trajectories: one crosses 20 px of the 40-px diagonal, one is lost midway.
+            tracks = [
+                [[4.0, 4.0], [14.0, 4.0], [24.0, 4.0]],
+                [[8.0, 20.0], [9.0, 19.0], [9.0, 19.0]],
+            ]
             pre.append({"pair_id": pid, "motion_mean": 0.01 * v, "motion_peak": 0.05,
-                        "moving_frac": 0.1, "border_motion": 0.0, "keep": True,
-                        "reason": "ok"})  # fmt: skip
+                        "moving_frac": 0.1, "camera_motion": 0.0, "tracks": tracks,
+                        "track_visible": [[True, True, True], [True, True, False]],
+                        "keep": True, "reason": "ok"})  # fmt: skip
             judge.append({"pair_id": pid, "keep": True, "reason": "ok"})
             ins.append(
                 {
@@ -143,6 +150,14 @@ def test_dataset_files_load_with_datasets(tmp_path):
     )
     row = ds[0]
     assert row["input_image"].size == (32, 24) and row["prompt"].startswith("Move subject")
+    # Trajectories load as nested lists: per track, (x, y) per sampled time, and visibility.
+    assert row["tracks"][0] == [[4.0, 4.0], [14.0, 4.0], [24.0, 4.0]]
+    assert row["track_visible"] == [[True, True, True], [True, True, False]]
+    assert row["track_times"] == [0.0, 1.5, 3.0]
+    assert meta[0]["tracks"][1][2] == [9.0, 19.0]
+    traj = stats["trajectories"]
+    assert traj["tracks"] == 48 and traj["pairs_with_tracks"] == 24
+    assert traj["length"]["p90"] == pytest.approx(0.5) and traj["visible_fraction"]["p10"] < 1
     assert np.array_equal(np.asarray(row["target_image"]), np.asarray(row["input_image"])[:, ::-1])
     # The same inputs give byte-identical tables.
     first = (out / "train" / "data.parquet").read_bytes()

@@ -93,7 +93,8 @@ def mined(tmp_path_factory):
     category = {v: CATEGORIES[i % 3] for i, v in enumerate(sorted(pairs["video_id"].unique()))}
     pre = pd.DataFrame(
         {"pair_id": pairs["pair_id"], "motion_mean": 0.05, "motion_peak": 0.1,
-         "moving_frac": 0.3, "border_motion": 0.0, "keep": True, "reason": "ok"}
+         "moving_frac": 0.3, "camera_motion": 0.0, "tracks": [[]] * len(pairs),
+         "track_visible": [[]] * len(pairs), "keep": True, "reason": "ok"}
     )  # fmt: skip
     judge = pd.DataFrame({"pair_id": pairs["pair_id"], "keep": True, "reason": "ok"})
     ins = pd.DataFrame(

@@ -13,10 +13,11 @@ from conftest import ffmpeg
 from matplotlib import cbook
 
 from motionedit.config import validate_config
-from motionedit.frames import extract_shard, video_key, video_pairs
+from motionedit.frames import extract_shard, load_strip, video_key, video_pairs
 from motionedit.manifest import COLUMNS, probe_row
+from motionedit.pairs import fit_side
 from motionedit.tables import read_table, write_table
-from motionedit.video import probe
+from motionedit.video import frame_index, probe
 
 LOG = logging.getLogger("test_frames")
 
@@ -116,6 +117,45 @@ def test_variable_rate_video_is_cut_on_its_timestamps(tmp_path):
     assert which_frame(rows[2]["frame1"], reference) == 20 and times[20] == 866
 
 
+def test_each_window_keeps_its_sampled_frames_as_one_strip(tmp_path):
+    # Variable-rate video, a 0.5 s window sampled 5 times: the strip holds, in order, the
+    # frames shown at 0, 0.125, 0.25, 0.375 and 0.5 s after the window starts, at the
+    # flow's size, from the same decoding pass as the end frames.
+    times = cumulative(IRREGULAR_MS, 40)
+    reference = timed_clip(tmp_path / "vfr.mkv", times)
+    small = [fit_side(f, 64) for f in reference]
+    cfg = config(window_seconds=0.5, stride_seconds=0.5, samples=5)["frames"]
+    row = manifest_row(tmp_path / "vfr.mkv")
+    info = probe(tmp_path / "vfr.mkv")
+    rows = video_pairs(row, tmp_path / "f", cfg, strip_side=64)
+    assert len(rows) == 3
+    for r in rows:
+        # The frame shown at t, where a frame starting a hair after t counts (frame_index).
+        at = np.linspace(r["t0"], r["t1"], 5)
+        expected = [frame_index(info, t) for t in at]
+        assert all(0 <= frame_index(info, t) - shown_at(times, t) <= 1 for t in at)
+        assert r["strip_times"] == [times[i] / 1000 for i in sorted(set(expected))]
+        frames = load_strip(r["strip"], len(r["strip_times"]))
+        assert all(f.shape == (48, 64, 3) for f in frames)
+        got = [int(np.argmin([np.abs(f.astype(np.float32) - s).mean() for s in small]))
+               for f in frames]  # fmt: skip
+        assert got == sorted(set(expected))
+        # The strip's ends are the pair's frames, at the flow's size.
+        assert which_frame(r["frame0"], reference) == got[0]
+        assert which_frame(r["frame1"], reference) == got[-1]
+
+
+def test_a_sampled_frame_in_a_hole_is_left_out_of_the_strip_not_the_window(tmp_path):
+    times = [40 * i for i in range(10)] + [760 + 40 * i for i in range(20)]  # 0.4-0.76 s
+    timed_clip(tmp_path / "hole.mp4", times)
+    cfg = config(window_seconds=1.0, stride_seconds=1.0, samples=6)["frames"]
+    (r,) = video_pairs(manifest_row(tmp_path / "hole.mp4"), tmp_path / "f", cfg)
+    assert r["error"] is None
+    # 0.6 s lies in the hole; 0.4 s shows the frame of 0.36 s, only one frame stale.
+    assert r["strip_times"] == [0.0, 0.2, 0.36, 0.8, 1.0]
+    assert len(load_strip(r["strip"], 5)) == 5
+
+
 def test_windows_in_a_hole_of_the_stream_fail_alone(tmp_path):
     # 25 frames a second, then 500 ms with no frame (two recorder stalls), then 25 again.
     times = [40 * i for i in range(20)] + [1260 + 40 * i for i in range(20)]
@@ -136,7 +176,11 @@ def test_windows_in_a_hole_of_the_stream_fail_alone(tmp_path):
             assert which_frame(r["frame0"], reference) == shown_at(times, r["t0"])
             assert which_frame(r["frame1"], reference) == shown_at(times, r["t1"])
     # Frames only the failed windows would have used are not extracted.
-    assert len(list((tmp_path / "f").glob("*.png"))) == 7
+    assert len(list((tmp_path / "f").glob("*_f??????.png"))) == 7
+    # Each good window has its strip, the failed ones none.
+    strips = sorted(p.name for p in (tmp_path / "f").glob("*_strip.png"))
+    assert strips == sorted(Path(r["strip"]).name for r in rows if not r["error"])
+    assert all(r["strip"] is None for r in rows if r["error"])
 
 
 def test_a_frame_the_decoder_does_not_deliver_fails_its_window_only(tmp_path):
@@ -158,7 +202,8 @@ def test_a_frame_the_decoder_does_not_deliver_fails_its_window_only(tmp_path):
             assert which_frame(r["frame0"], reference) == shown_at(times, r["t0"])
             assert which_frame(r["frame1"], reference) == shown_at(times, r["t1"])
     # The failed window's first frame was written, then removed: no row points at it.
-    assert len(list((tmp_path / "f").glob("*.png"))) == 10
+    assert len(list((tmp_path / "f").glob("*_f??????.png"))) == 10
+    assert bad[0]["strip"] is None and len(list((tmp_path / "f").glob("*_strip.png"))) == 5
 
 
 def test_window_error_rows_survive_the_tables_and_the_prefilter_skips_them(tmp_path):

@@ -78,7 +78,7 @@ def test_a_vanished_subject_fails_the_subject_check(judge, tmp_path):
 
 def test_evidence_is_kept(judge, tmp_path):
     v = verdict(judge, tmp_path, scene(30), scene(70))
-    for key in ("warp_error", "sharpness", "noise", "change_consistency", "fits"):
+    for key in ("warp_error", "sharpness", "noise", "subject_consistency", "fits"):
         assert key in v.details
 
 

@@ -1,69 +1,172 @@
-"""Prefilter decisions on flows whose answer is known."""
+"""Prefilter decisions: on measurements whose answer is known, and on clips made of real
+photographs (tests/realistic_clips.py), followed through each window's sampled frames."""
 
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib import cbook
 from PIL import Image
+from realistic_clips import MOTION_S, make_clip
 
+from motionedit.config import validate_config
+from motionedit.flow.chain import load_chained
 from motionedit.flow.dis import DISFlow
-from motionedit.prefilter import colour_correlation, decide, flow_stats
+from motionedit.pairs import fit_side
+from motionedit.prefilter import (
+    camera_step,
+    colour_correlation,
+    decide,
+    pair_seed,
+    prefilter_shard,
+    window_stats,
+)
 
-CFG = {
-    "min_frame_correlation": 0.5,
-    "min_motion": 0.01,
-    "max_motion": 0.25,
-    "moving_threshold": 0.004,
-    "min_moving_fraction": 0.005,
-    "border_fraction": 0.08,
-    "max_border_moving": 0.5,
-    "max_global_fit": 0.6,
-}
+CFG = validate_config({"sources": [{"name": "s", "kind": "synthetic"}]})["prefilter"]
+SAMPLES = validate_config({"sources": [{"name": "s", "kind": "synthetic"}]})["frames"]["samples"]
 H, W = 120, 160
 
+#: A window that should be kept, to change one number at a time.
+GOOD = {
+    "frame_correlation": 0.99,
+    "link_consistency": 0.98,
+    "camera_motion": 0.001,
+    "lost_frac": 0.05,
+    "motion_peak": 0.2,
+    "motion_moving": 0.15,
+    "moving_frac": 0.1,
+}
 
-def patch_flow(dx: float, dy: float, box=(40, 70, 60, 100)) -> np.ndarray:
-    flow = np.zeros((H, W, 2), np.float32)
-    y0, y1, x0, x1 = box
-    flow[y0:y1, x0:x1] = (dx, dy)
-    return flow
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({}, "ok"),
+        ({"link_consistency": 0.1}, "scene_cut"),
+        # A cut also breaks the colours and makes everything "move": it is reported as a cut.
+        ({"link_consistency": 0.1, "frame_correlation": 0.0, "camera_motion": 0.5}, "scene_cut"),
+        ({"frame_correlation": 0.1}, "lighting_change"),
+        ({"camera_motion": 0.05}, "camera_motion"),
+        ({"camera_motion": 0.05, "lost_frac": 0.7}, "camera_motion"),
+        ({"lost_frac": 0.7}, "untrackable"),
+        ({"motion_peak": 0.005}, "static"),
+        ({"moving_frac": 0.001}, "static"),
+        ({"motion_moving": 0.9}, "extreme_motion"),
+    ],
+)  # fmt: skip
+def test_decisions(change, reason):
+    assert decide(GOOD | change, CFG)[1] == reason
 
 
-def global_flow(fn) -> np.ndarray:
+def grid_flow(fn) -> np.ndarray:
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
     return np.stack(fn(xs, ys), -1).astype(np.float32)
 
 
+def test_the_camera_is_what_the_border_does():
+    pan = grid_flow(lambda x, y: (np.full_like(x, 3.0), np.zeros_like(y)))
+    motion, fit = camera_step(pan, 0.08, 0.5)
+    assert motion == pytest.approx(3.0, abs=0.01) and fit > 0.99
+    zoom = grid_flow(lambda x, y: (0.02 * (x - W / 2), 0.02 * (y - H / 2)))
+    assert camera_step(zoom, 0.08, 0.5)[0] == pytest.approx(np.abs(zoom).sum(-1).mean(), rel=0.3)
+    # A subject filling 70% of the frame moves; the border stays: the camera is still.
+    big = np.zeros((H, W, 2), np.float32)
+    big[12:108, 15:145] = (4.0, 1.0)
+    assert camera_step(big, 0.08, 0.5)[0] < 0.01
+
+
+def sampled(frames: np.ndarray, fps: float, samples: int = SAMPLES) -> list[np.ndarray]:
+    """The window's samples at the working size, as the frames stage keeps them."""
+    picks = np.unique(np.round(np.linspace(0, MOTION_S * fps, samples)).astype(int))
+    return [fit_side(frames[i], 256) for i in picks]
+
+
+@pytest.fixture(scope="module")
+def dis():
+    return DISFlow()
+
+
 @pytest.mark.parametrize(
-    ("flow", "reason"),
+    ("clip", "reason"),
     [
-        (np.zeros((H, W, 2), np.float32), "static"),
-        (patch_flow(0.2, 0.0), "static"),
-        (patch_flow(12.0, 3.0), "ok"),
-        (patch_flow(120.0, 0.0), "extreme_motion"),
-        (
-            global_flow(lambda x, y: (np.full_like(x, 6.0), np.zeros_like(y))),
-            "camera_motion:border",
-        ),
-        (
-            global_flow(lambda x, y: (0.06 * (x - W / 2), 0.06 * (y - H / 2))),
-            "camera_motion:border",
-        ),
+        ("translate", "ok"),
+        ("rise", "ok"),
+        ("pan", "camera_motion"),
+        ("zoom", "camera_motion"),
+        ("shake", "camera_motion"),
+        ("static", "static"),
+        ("cut", "scene_cut"),
+        ("flicker", "lighting_change"),
     ],
 )
-def test_decisions(flow, reason):
-    assert decide(flow_stats(flow, CFG), CFG)[1] == reason
+def test_real_photographs_in_motion(clip, reason, dis):
+    frames, truth = make_clip(clip)
+    stats = window_stats(sampled(frames, truth["fps"]), dis, CFG)
+    assert decide(stats, CFG)[1] == reason, stats
+    if reason == "ok":
+        # The subject's motion through the window, not what the end frames show.
+        assert stats["motion_peak"] == pytest.approx(truth["travel"], rel=0.2)
 
 
-def test_a_new_palette_is_a_scene_cut_before_anything_else():
-    stats = flow_stats(patch_flow(12.0, 3.0), CFG) | {"frame_correlation": 0.1}
-    assert decide(stats, CFG) == (False, "scene_cut")
-    a = np.zeros((H, W, 3), np.uint8)
-    b = a.copy()
-    a[..., 0], b[..., 2] = 200, 200  # red scene, then blue scene
-    assert colour_correlation(a, b) < 0.5 and colour_correlation(a, a) > 0.99
+def test_a_large_translation_needs_the_samples_in_between(dis):
+    frames, truth = make_clip("translate")
+    assert truth["travel"] == pytest.approx(0.30, abs=0.01)
+    ends = window_stats(sampled(frames, truth["fps"], samples=2), dis, CFG)
+    chained = window_stats(sampled(frames, truth["fps"]), dis, CFG)
+    assert ends["motion_peak"] < 0.5 * truth["travel"] < chained["motion_peak"]
+
+
+def test_trajectories_start_on_the_subject_and_follow_it(dis):
+    frames, truth = make_clip("rise")
+    window = sampled(frames, truth["fps"])
+    stats = window_stats(window, dis, CFG, seed=3)
+    tracks, visible = np.array(stats["tracks"]), np.array(stats["track_visible"])
+    assert tracks.shape == (CFG["track_count"], len(window), 2) and visible.all()
+    h, w = window[0].shape[:2]
+    scale = w / truth["width"]
+    mask = cv2.resize(truth["mask"].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    starts = np.round(tracks[:, 0]).astype(int)
+    assert mask[starts[:, 1], starts[:, 0]].all()
+    # The rocket rises: every track goes up at every step it moves, by about the truth.
+    dy = np.diff(tracks[..., 1], axis=1)
+    assert (dy <= 0.3).all()
+    rise = (tracks[:, 0, 1] - tracks[:, -1, 1]) / np.hypot(w, h)
+    assert np.median(rise) == pytest.approx(truth["travel"], rel=0.15)
+    assert np.abs(tracks[:, -1, 0] - tracks[:, 0, 0]).max() < 3 * scale + 1
+    # The same seed draws the same points.
+    assert window_stats(window, dis, CFG, seed=3)["tracks"] == stats["tracks"]
+
+
+def test_a_shard_keeps_going_past_a_broken_strip_and_saves_the_kept_motion(tmp_path, dis):
+    frames, truth = make_clip("translate", size=(160, 120))
+    window = sampled(frames, truth["fps"])
+    good = tmp_path / "good_strip.png"
+    cv2.imwrite(str(good), np.concatenate(window, axis=1)[:, :, ::-1])
+    (tmp_path / "bad_strip.png").write_bytes(b"not a png")
+    # The full-size frame is twice the working size: tracks come out in its pixels.
+    big = tmp_path / "frame0.png"
+    cv2.imwrite(str(big), cv2.resize(window[0], (320, 240))[:, :, ::-1])
+    table = pd.DataFrame(
+        [
+            {"pair_id": p, "video_id": p, "source": "s", "strip": str(tmp_path / f"{p}_strip.png"),
+             "strip_times": [0.0] * len(window), "frame0": str(big), "error": None, "skip": None}
+            for p in ("bad", "good")
+        ]
+    )  # fmt: skip
+    out = prefilter_shard(table, CFG, {"backend": "dis"}, logging.getLogger("t"), flow=dis,
+                          motion_dir=tmp_path / "motion")  # fmt: skip
+    bad, ok = out.iloc[0], out.iloc[1]
+    assert bad["reason"] == "error" and "cannot read" in bad["error"] and not bad["keep"]
+    assert ok["keep"] and ok["samples"] == len(window)
+    working = window_stats(window, dis, CFG, seed=pair_seed("good"))["tracks"]
+    assert np.allclose(np.array(ok["tracks"]), (np.array(working) + 0.5) * 2 - 0.5, atol=0.02)
+    saved = load_chained(ok["motion"])
+    assert saved.displacement.shape == window[0].shape[:2] + (2,)
+    assert len(saved.link_consistency) == len(window) - 1
 
 
 def test_colour_correlation_of_noise_frames_is_a_correlation():
@@ -81,14 +184,9 @@ def test_colour_correlation_of_noise_frames_is_a_correlation():
         photo = np.asarray(im.convert("RGB"))
     noisy = np.clip(photo + rng.normal(0, 4, photo.shape), 0, 255).astype(np.uint8)
     assert colour_correlation(photo, noisy) > 0.98
-
-
-def test_zoom_around_a_still_border_is_caught_by_the_global_fit():
-    # With the border check off, one affine motion explaining every pixel still gives it away.
-    flow = global_flow(lambda x, y: (0.03 * (x - W / 2), 0.03 * (y - H / 2)))
-    stats = flow_stats(flow, CFG)
-    assert stats["global_fit"] > 0.95
-    assert decide(stats, CFG | {"max_border_moving": 1.0})[1] == "camera_motion:global_affine"
+    red, blue = np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 200, 200
+    assert colour_correlation(red, blue) < 0.5 and colour_correlation(red, red) > 0.99
 
 
 def test_dis_recovers_a_moving_textured_patch():
@@ -103,32 +201,4 @@ def test_dis_recovers_a_moving_textured_patch():
     flow = DISFlow("medium").estimate(a[None], b[None])[0]
     assert abs(np.median(flow[45:65, 35:65, 0]) - 8.0) < 0.5
     assert np.abs(flow[:20, :20]).max() < 0.1
-    stats = flow_stats(flow, CFG)
-    assert decide(stats, CFG) == (True, "ok")
-
-
-class _CountingFlow:
-    """DIS that records the batch sizes it was called with."""
-
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size, self.calls, self._dis = batch_size, [], DISFlow()
-
-    def estimate(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        self.calls.append(len(a))
-        return self._dis.estimate(a, b)
-
-
-def test_flows_are_batched_by_size_and_keep_their_order():
-    from motionedit.prefilter import _flows_in_batches
-
-    rng = np.random.default_rng(0)
-    shapes = [(48, 64), (64, 48), (48, 64), (48, 64), (64, 48)]
-    pairs = []
-    for h, w in shapes:
-        a = (rng.random((h, w, 3)) * 255).astype(np.uint8)
-        pairs.append((a, np.roll(a, 2, axis=1)))
-    flow = _CountingFlow(batch_size=2)
-    flows = _flows_in_batches(flow, pairs, flow.batch_size)
-    assert sorted(flow.calls) == [1, 2, 2]
-    for (a, b), f in zip(pairs, flows, strict=True):
-        np.testing.assert_array_equal(f, DISFlow().estimate(a[None], b[None])[0])
+    assert decide(window_stats([a, b], DISFlow(), CFG), CFG) == (True, "ok")

@@ -12,6 +12,10 @@ from motionedit.tables import read_table, write_table
 
 log = job_logger(snakemake.log)
 table = extract_shard(
-    read_table(snakemake.input.manifest), snakemake.output.frames, snakemake.params.frames, log
+    read_table(snakemake.input.manifest),
+    snakemake.output.frames,
+    snakemake.params.frames,
+    log,
+    strip_side=snakemake.params.strip_side,
 )
 write_table(table, snakemake.output.table)

@@ -12,6 +12,10 @@ from motionedit.tables import read_table, write_table
 
 log = job_logger(snakemake.log)
 table = prefilter_shard(
-    read_table(snakemake.input.frames), snakemake.params.prefilter, snakemake.params.flow, log
+    read_table(snakemake.input.frames),
+    snakemake.params.prefilter,
+    snakemake.params.flow,
+    log,
+    motion_dir=snakemake.output.motion,
 )
 write_table(table, snakemake.output.table)

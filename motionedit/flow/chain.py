@@ -17,14 +17,15 @@ Point trajectories (the sparse drag annotations TV-Edit adds to its pairs) are a
 of the first frame drawn where the chained motion is large, weighted by it, and followed
 through every sampled frame with the same check.
 
-This module is the building block; the frames, prefilter and judge stages do not call it
-yet.
+The frames stage stores the sampled frames of each window as one strip image; the
+prefilter and the offline judge chain flow over it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -40,6 +41,11 @@ class ChainedFlow:
     displacement: np.ndarray
     #: ``[H, W]`` True where the point was followed through every link.
     tracked: np.ndarray
+    #: ``[H, W]`` True where the point was lost because it left the frame (and not the
+    #: forward-backward check).
+    exited: np.ndarray
+    #: ``[H, W]`` how far (pixels) an exited point had travelled when it left; 0 elsewhere.
+    exit_travel: np.ndarray
     #: Per link, the fraction of the points still tracked before it that pass its check.
     link_consistency: list[float]
 
@@ -55,22 +61,28 @@ class Tracks:
 
 
 @dataclass(frozen=True)
-class _Links:
+class Links:
+    """Forward and backward flow between consecutive sampled frames, and the check's bounds."""
+
     forward: np.ndarray  # [T-1, H, W, 2]
     backward: np.ndarray
-    fb_relative: float
-    fb_pixels: float
+    fb_relative: float = 0.01
+    fb_pixels: float = 0.5
 
 
-def _links(
-    frames: Sequence[np.ndarray], flow: FlowEstimator, fb_relative: float, fb_pixels: float
-) -> _Links:
+def link_flows(
+    frames: Sequence[np.ndarray],
+    flow: FlowEstimator,
+    fb_relative: float = 0.01,
+    fb_pixels: float = 0.5,
+) -> Links:
+    """The flows every other measure of a window is made from (two calls of ``flow``)."""
     if len(frames) < 2:
         raise ValueError(f"chaining needs two frames or more, got {len(frames)}")
     stack = np.stack([np.asarray(f, np.uint8) for f in frames])
     forward = flow.estimate(stack[:-1], stack[1:]).astype(np.float32)
     backward = flow.estimate(stack[1:], stack[:-1]).astype(np.float32)
-    return _Links(forward, backward, fb_relative, fb_pixels)
+    return Links(forward, backward, fb_relative, fb_pixels)
 
 
 def _sample(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -80,10 +92,11 @@ def _sample(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _follow(
-    links: _Links, x: np.ndarray, y: np.ndarray
-) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[float]]:
+    links: Links, x: np.ndarray, y: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[float], np.ndarray]:
     """Positions ``x``, ``y`` (float32, any 2-D shape) followed through every link:
-    per frame x, y and tracked, and each link's consistency.
+    per frame x, y and tracked, each link's consistency, and the distance each point had
+    travelled when it left the frame (0 for the points that did not leave).
 
     A point passes a link's forward-backward check when ``|f + b|^2 <= fb_relative *
     (|f|^2 + |b|^2) + fb_pixels``, with ``f`` the forward flow at the point and ``b`` the
@@ -91,6 +104,8 @@ def _follow(
     """
     h, w = links.forward.shape[1:3]
     tracked = np.ones(x.shape, bool)
+    exit_travel = np.zeros(x.shape, np.float32)
+    x0, y0 = x, y
     xs, ys, seen, consistency = [x], [y], [tracked], []
     for fwd, bwd in zip(links.forward, links.backward, strict=True):
         f = _sample(fwd, x, y).reshape(*x.shape, 2)
@@ -99,24 +114,58 @@ def _follow(
         err = ((f + b) ** 2).sum(-1)
         bound = links.fb_relative * ((f**2).sum(-1) + (b**2).sum(-1)) + links.fb_pixels
         passed = err <= bound
-        inside = (x1 >= 0) & (x1 <= w - 1) & (y1 >= 0) & (y1 <= h - 1)
+        # Half a pixel of slack: a point of the outermost row whose flow jitters outward
+        # by a hair has not left the frame.
+        inside = (x1 >= -0.5) & (x1 <= w - 0.5) & (y1 >= -0.5) & (y1 <= h - 0.5)
         before = int(tracked.sum())
         consistency.append(float((passed & tracked).sum() / before) if before else 0.0)
+        leaving = tracked & passed & ~inside
+        exit_travel[leaving] = np.hypot(x1 - x0, y1 - y0)[leaving]
         tracked = tracked & passed & inside
         x, y = np.where(tracked, x1, x), np.where(tracked, y1, y)
         xs.append(x)
         ys.append(y)
         seen.append(tracked)
-    return xs, ys, seen, consistency
+    return xs, ys, seen, consistency, exit_travel
 
 
-def _chain(links: _Links) -> ChainedFlow:
+def chain_links(links: Links) -> ChainedFlow:
+    """Every pixel of the first frame followed through ``links``."""
     h, w = links.forward.shape[1:3]
     x0, y0 = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    xs, ys, seen, consistency = _follow(links, x0, y0)
+    xs, ys, seen, consistency, exit_travel = _follow(links, x0, y0)
     displacement = np.stack([xs[-1] - x0, ys[-1] - y0], axis=-1)
     displacement[~seen[-1]] = 0.0
-    return ChainedFlow(displacement, seen[-1], consistency)
+    return ChainedFlow(displacement, seen[-1], exit_travel > 0, exit_travel, consistency)
+
+
+def save_chained(path: str | Path, chained: ChainedFlow) -> None:
+    """Write a chained flow as a compressed ``.npz`` that numpy alone reads back."""
+    np.savez_compressed(
+        path,
+        displacement=chained.displacement.astype(np.float32),
+        tracked=chained.tracked,
+        exit_travel=chained.exit_travel.astype(np.float32),
+        link_consistency=np.asarray(chained.link_consistency, np.float64),
+    )
+
+
+def load_chained(path: str | Path) -> ChainedFlow:
+    with np.load(path) as z:
+        travel = z["exit_travel"]
+        return ChainedFlow(
+            z["displacement"], z["tracked"], travel > 0, travel, z["link_consistency"].tolist()
+        )
+
+
+def exit_fraction(chained: ChainedFlow, moving: np.ndarray, min_travel_px: float) -> float:
+    """Share of the moving points that were followed out of the frame.
+
+    Only points that had travelled ``min_travel_px`` when they left count: a still point
+    on the outermost row whose flow jitters outward has not left with a subject.
+    """
+    left = chained.exit_travel > min_travel_px
+    return float(left.sum() / max(int((moving | left).sum()), 1))
 
 
 def chain_flows(
@@ -126,7 +175,7 @@ def chain_flows(
     fb_pixels: float = 0.5,
 ) -> ChainedFlow:
     """Chain ``flow`` over consecutive ``frames`` (``[H, W, 3]`` uint8, two or more)."""
-    return _chain(_links(frames, flow, fb_relative, fb_pixels))
+    return chain_links(link_flows(frames, flow, fb_relative, fb_pixels))
 
 
 def track_points(
@@ -138,6 +187,14 @@ def track_points(
     fb_relative: float = 0.01,
     fb_pixels: float = 0.5,
 ) -> Tracks:
+    """:func:`tracks_along` the flows of ``frames``."""
+    links = link_flows(frames, flow, fb_relative, fb_pixels)
+    return tracks_along(links, chain_links(links), count, min_motion, seed)
+
+
+def tracks_along(
+    links: Links, chained: ChainedFlow, count: int, min_motion: float, seed: int
+) -> Tracks:
     """Up to ``count`` trajectories of points that move, as TV-Edit samples them.
 
     Candidates are the first frame's pixels followed to the last frame that moved more than
@@ -145,13 +202,11 @@ def track_points(
     probability proportional to how far they moved, so the trajectories sit on the moving
     subjects and most on the part that moves most. Fewer come back when fewer pixels move.
     """
-    links = _links(frames, flow, fb_relative, fb_pixels)
-    chained = _chain(links)
     h, w = chained.tracked.shape
     magnitude = np.linalg.norm(chained.displacement, axis=-1)
     moving = chained.tracked & (magnitude > min_motion * float(np.hypot(h, w)))
     candidates = np.flatnonzero(moving)
-    t = len(frames)
+    t = links.forward.shape[0] + 1
     if candidates.size == 0 or count <= 0:
         return Tracks(np.zeros((0, t, 2), np.float32), np.zeros((0, t), bool))
     weights = magnitude.ravel()[candidates]
@@ -160,7 +215,7 @@ def track_points(
                         p=weights / weights.sum())  # fmt: skip
     chosen.sort()
     y0, x0 = np.divmod(chosen, w)
-    xs, ys, seen, _ = _follow(links, x0[None].astype(np.float32), y0[None].astype(np.float32))
+    xs, ys, seen, _, _ = _follow(links, x0[None].astype(np.float32), y0[None].astype(np.float32))
     points = np.stack([np.stack([x[0], y[0]], axis=-1) for x, y in zip(xs, ys, strict=True)], 1)
     visible = np.stack([s[0] for s in seen], axis=1)
     return Tracks(points.astype(np.float32), visible)

@@ -19,6 +19,12 @@ class PairInput:
     pair_id: str
     frame0: str
     frame1: str
+    #: The window's sampled frames side by side (frames stage), and their times; the
+    #: offline judge follows the motion through them. None: the two frames only.
+    strip: str | None = None
+    strip_times: list[float] | None = None
+    #: The prefilter's chained flow of the window (``.npz``), reused rather than measured again.
+    motion: str | None = None
 
 
 @dataclass

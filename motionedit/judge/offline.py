@@ -1,18 +1,21 @@
 """The offline judge: the paper's inspection questions answered from image statistics and flow.
 
 It is what the default configuration runs with no network and no API key, and a cheap
-first opinion at scale. Each check is a measured number compared with a threshold from
+first opinion at scale. The flow is followed through the window's sampled frames (the
+frames stage's strip), so motion is measured where the subject went, not guessed from two
+frames 3 seconds apart. Each check is a measured number compared with a threshold from
 ``judge:`` in the config, and every number is kept in the verdict's ``details`` so a user
 can see why a pair was kept or dropped:
 
-- setting: a hard cut or a new scene cannot be warped back onto the input by the flow
-  (photometric error after warping) and changes the colour distribution (histogram
-  correlation);
+- setting: a hard cut or a new scene breaks the flow (its forward-backward check fails
+  at one step, or for most points on the way), cannot be warped back onto the input by
+  the flow (photometric error after warping) and changes the colour distribution
+  (histogram correlation);
 - quality: heavy blur leaves no sharp region (variance of the Laplacian in the sharpest
   tile); heavy noise raises a robust high-pass noise estimate;
-- subject: a subject that leaves (or enters) the frame changes the colours of the changed
-  pixels (subject in one frame, background in the other), leaves change the flow cannot
-  explain, or has moving pixels whose flow points outside the image;
+- subject: a subject that leaves the frame takes its tracked points out of it; one that
+  vanishes or changes leaves change the flow cannot explain, or its tracked points change
+  colour;
 - motion: the moving region must move a significant distance; its rigid fit (rotation,
   scale, translation and the pivot of the rotation) and the number of moving blobs give
   one of the six motion categories and the "before -> after" summary.
@@ -27,6 +30,14 @@ import cv2
 import numpy as np
 
 from motionedit.flow import FlowEstimator, make_flow
+from motionedit.flow.chain import (
+    ChainedFlow,
+    chain_links,
+    exit_fraction,
+    link_flows,
+    load_chained,
+)
+from motionedit.frames import load_strip
 from motionedit.judge.base import PairInput, Verdict
 from motionedit.pairs import load_pair
 from motionedit.prefilter import colour_correlation, peak_motion, pearson
@@ -135,26 +146,27 @@ def colour_change(img0: np.ndarray, img1: np.ndarray) -> np.ndarray:
     return (np.abs(s0 - s1).max(-1) > 25).astype(np.uint8)
 
 
-def changed_colour_consistency(
-    img0: np.ndarray, img1: np.ndarray, changed: np.ndarray
-) -> tuple[float, float]:
-    """Colour agreement of the two frames over the pixels that changed between them.
+def subject_consistency(
+    img0: np.ndarray, img1: np.ndarray, flow: np.ndarray, moving: np.ndarray
+) -> float:
+    """Colour agreement of the moving subject with itself, where the flow says it went.
 
-    When a subject moves, turns or deforms, the changed pixels hold the subject and some
-    background in both frames, so their hue-saturation histograms agree. When a subject
-    leaves (or another appears), one frame shows the subject there and the other shows
-    background or a different subject, and the histograms disagree. Returns (histogram
-    correlation, fraction of pixels that changed); 1.0 when nothing changed.
+    The subject's points in the first frame and the same points in the last frame are
+    compared (hue-saturation histogram correlation). Comparing the changed pixels instead
+    compares a subject that doubled in size with the background it now covers. 1.0 when
+    too little moves to compare.
     """
-    changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    if changed.sum() < 16:
-        return 1.0, float(changed.mean())
+    ys, xs = np.nonzero(moving)
+    if len(xs) < 16:
+        return 1.0
+    x1 = np.clip(np.round(xs + flow[ys, xs, 0]).astype(int), 0, img1.shape[1] - 1)
+    y1 = np.clip(np.round(ys + flow[ys, xs, 1]).astype(int), 0, img1.shape[0] - 1)
     hists = [
-        cv2.calcHist([cv2.cvtColor(im, cv2.COLOR_RGB2HSV)], [0, 1], changed, [18, 8],
+        cv2.calcHist([cv2.cvtColor(px[None], cv2.COLOR_RGB2HSV)], [0, 1], None, [18, 8],
                      [0, 180, 0, 256])
-        for im in (img0, img1)
+        for px in (img0[ys, xs], img1[y1, x1])
     ]  # fmt: skip
-    return pearson(hists[0], hists[1]), float(changed.mean())
+    return pearson(hists[0], hists[1])
 
 
 def _local_variance(gray: np.ndarray) -> np.ndarray:
@@ -301,9 +313,19 @@ class OfflineJudge:
         self.cfg, self.pre, self.flow_cfg = cfg, prefilter_cfg, flow_cfg
         self.flow = flow or make_flow(flow_cfg)
 
-    def measure(self, img0: np.ndarray, img1: np.ndarray) -> dict[str, Any]:
-        """Every number the checks use, for one pair at the working resolution."""
-        flow = self.flow.estimate(img0[None], img1[None])[0]
+    def measure(
+        self, frames: list[np.ndarray], chained: ChainedFlow | None = None
+    ) -> dict[str, Any]:
+        """Every number the checks use, for one window's sampled frames at the working size.
+
+        The flow is the chained one from the first frame to the last (zero where a point
+        was lost), so a subject that crossed the frame is measured where it went; the
+        prefilter's, when it saved one.
+        """
+        img0, img1 = frames[0], frames[-1]
+        if chained is None:
+            chained = chain_links(link_flows(frames, self.flow))
+        flow, tracked = chained.displacement, chained.tracked
         h, w = flow.shape[:2]
         diag = math.hypot(h, w)
         g0 = cv2.cvtColor(img0, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
@@ -314,17 +336,12 @@ class OfflineJudge:
         change = np.abs(s0 - s1) > 0.08
         unexplained = change & (resid > 0.08)
         mag = np.linalg.norm(flow, axis=-1) / diag
-        moving = mag > self.pre["moving_threshold"]
-        xs, ys = np.meshgrid(np.arange(w), np.arange(h))
-        tx, ty = xs + flow[..., 0], ys + flow[..., 1]
-        outside = (tx < -1) | (tx > w) | (ty < -1) | (ty > h)
+        moving = tracked & (mag > self.pre["moving_threshold"])
         changed_px = colour_change(img0, img1)
-        consistency, changed_frac = changed_colour_consistency(img0, img1, changed_px)
         return {
             "silhouette": silhouette_change(img0, img1, changed_px),
             "flow": flow,
-            "change_consistency": consistency,
-            "changed_frac": changed_frac,
+            "subject_consistency": subject_consistency(img0, img1, flow, moving),
             "moving": moving,
             "diag": diag,
             "warp_error": float(resid.mean()),
@@ -333,17 +350,23 @@ class OfflineJudge:
             "noise": max(noise_sigma(g0), noise_sigma(g1)),
             "change_frac": float(change.mean()),
             "unexplained_frac": float(unexplained.sum() / max(change.sum(), 1)),
-            "exit_frac": float((outside & moving).sum() / max(moving.sum(), 1)),
+            "tracked_frac": float(tracked.mean()),
+            "lost_frac": float((~tracked & ~chained.exited).mean()),
+            "link_consistency": min(chained.link_consistency),
+            "exit_frac": exit_fraction(chained, moving, self.pre["moving_threshold"] * diag),
             "motion_peak": peak_motion(mag, moving),
         }
 
     def categorise(self, m: dict[str, Any], img0: np.ndarray) -> tuple[str, str, str, dict]:
         """Category, before, after, and the geometry behind them.
 
-        Patch-based flow cannot follow a subject that turns by 90 degrees or changes shape,
-        so the silhouette of the textured subject in each frame decides those cases (area,
-        axis angle, centroid shift, number of parts); the flow of the moving blobs gives
-        directions and separates the two interaction categories.
+        The chained flow follows a subject through the window, so the similarity fitted
+        to each moving region says how it moved: two regions are an interaction (one
+        pushes the other when they move the same way); one region turned about a point
+        inside it (orientation) or near its end (a limb: pose), grew or shrank evenly
+        (moved toward or away from the camera) or unevenly (deformation), or moved
+        (locomotion). The textured silhouettes in the two frames decide what the flow
+        cannot: two bodies moving as one region, a change of shape the fit misses.
         """
         h, w = img0.shape[:2]
         blobs = moving_blobs(m["moving"], min_area=max(12, int(0.002 * h * w)))
@@ -357,56 +380,65 @@ class OfflineJudge:
         colour = a["colour"]
         sil = m.get("silhouette") or {}
         detail = {"blobs": len(blobs), "fits": fits, "silhouette": sil}
-        parts = (sil.get("parts0", 1), sil.get("parts1", 1))
-        if len(fits) == 2 or (sil and max(parts) >= 2 and min(parts) == 1):
-            b = fits[1] if len(fits) == 2 else None
-            if b is not None:
-                speed_a, speed_b = math.hypot(a["dx"], a["dy"]), math.hypot(b["dx"], b["dy"])
-                cos = (a["dx"] * b["dx"] + a["dy"] * b["dy"]) / max(speed_a * speed_b, 1e-6)
-                if cos > 0.3:  # moving the same way: one pushes the other
-                    mover, obj = (a, b) if speed_a >= speed_b else (b, a)
-                    return _pushes(mover, f"the {obj['colour']} object", detail)
-            who = f"the {colour} and the {b['colour']} subjects" if b else "the two subjects"
-            meet = parts[0] > parts[1] if parts[0] != parts[1] else True
+        if len(fits) == 2:
+            b = fits[1]
+            speed_a, speed_b = math.hypot(a["dx"], a["dy"]), math.hypot(b["dx"], b["dy"])
+            cos = (a["dx"] * b["dx"] + a["dy"] * b["dy"]) / max(speed_a * speed_b, 1e-6)
+            if cos > 0.3:  # moving the same way: one pushes the other
+                mover, obj = (a, b) if speed_a >= speed_b else (b, a)
+                return _pushes(mover, f"the {obj['colour']} object", detail)
+            gap0 = math.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"])
+            gap1 = math.hypot(a["cx"] + a["dx"] - b["cx"] - b["dx"],
+                              a["cy"] + a["dy"] - b["cy"] - b["dy"])  # fmt: skip
+            meet = gap1 < gap0
+            who = f"the {colour} and the {b['colour']} subjects"
             first, second = ("apart", "together") if meet else ("together", "apart")
-            return (
-                "subject_subject",
-                f"{who} {first}",
-                f"{who} {second}",
-                detail | {"meet": meet},
-            )
-        area_ratio = sil.get("area_ratio", a["scale"] ** 2)
-        if area_ratio > 1.25 or area_ratio < 0.8:
-            grows = area_ratio >= 1.0
-            return (
-                "deformation",
-                f"the {colour} object in its original shape",
-                f"the {colour} object {'stretched larger' if grows else 'squashed smaller'}",
-                detail | {"grows": grows},
-            )
-        moved_far = sil.get("shift", 0.0) >= 0.3  # the silhouette moved by a third of its size
-        angle = sil.get("angle_change", a["angle_deg"])
-        if not moved_far and abs(angle) >= 15.0:
-            turn = "counter-clockwise" if angle < 0 else "clockwise"
-            deg = int(round(abs(angle) / 15.0) * 15)
+            return "subject_subject", f"{who} {first}", f"{who} {second}", detail | {"meet": meet}
+        shift = math.hypot(a["dx"], a["dy"])
+        turned = abs(a["angle_deg"]) >= 10.0
+        if turned and shift < 1.5 * a["radius"]:
+            turn = "counter-clockwise" if a["angle_deg"] < 0 else "clockwise"
+            if a["pivot_dist"] > 1.0:  # turning about a point near its end: a limb swings
+                return (
+                    "pose",
+                    f"the {colour} figure with its limb at rest",
+                    f"the {colour} figure with its limb swung {turn}",
+                    detail | {"turn": turn},
+                )
+            deg = max(15, int(round(abs(a["angle_deg"]) / 15.0) * 15))
             return (
                 "orientation",
                 f"the {colour} subject facing its original way",
                 f"the {colour} subject turned {turn} by about {deg} degrees",
                 detail | {"turn": turn, "degrees": deg},
             )
-        if not moved_far and abs(a["angle_deg"]) > 10.0 and a["pivot_dist"] > 1.0:
-            turn = "counter-clockwise" if a["angle_deg"] < 0 else "clockwise"
+        area_ratio = a["scale"] ** 2
+        even = a["anisotropy"] <= 1.25
+        if even and (area_ratio > 1.2 or area_ratio < 0.83):
+            toward = area_ratio > 1.0
+            d = "toward the camera" if toward else "away from the camera"
             return (
-                "pose",
-                f"the {colour} figure with its limb at rest",
-                f"the {colour} figure with its limb swung {turn}",
-                detail | {"turn": turn},
+                "locomotion",
+                f"the {colour} subject at its first distance",
+                f"the {colour} subject moved {d}, now {'larger' if toward else 'smaller'}",
+                detail | {"direction": d, "from": "", "to": ""},
             )
+        # The silhouette moved by a third of its size, or the fit by half its radius.
+        moved_far = sil.get("shift", 0.0) >= 0.3 or shift > 0.5 * a["radius"]
+        sil_area = sil.get("area_ratio", area_ratio)
+        if not moved_far and (not even or sil_area > 1.25 or sil_area < 0.8):
+            grows = sil_area >= 1.0
+            return (
+                "deformation",
+                f"the {colour} object in its original shape",
+                f"the {colour} object {'stretched larger' if grows else 'squashed smaller'}",
+                detail | {"grows": grows},
+            )
+        parts = (sil.get("parts0", 1), sil.get("parts1", 1))
         if parts[0] == parts[1] >= 2:
             # Two textured bodies moving as one region in one direction: one pushes the other.
             return _pushes(a, "the object", detail)
-        if moved_far or math.hypot(a["dx"], a["dy"]) > 0.3 * a["radius"]:
+        if moved_far or shift > 0.3 * a["radius"]:
             d = direction_words(a["dx"], a["dy"])
             place0, place1 = place_words(a["cx"], w), place_words(a["cx"] + a["dx"], w)
             return (
@@ -423,21 +455,28 @@ class OfflineJudge:
         )
 
     def judge(self, pair: PairInput) -> Verdict:
-        img0, img1 = load_pair(pair.frame0, pair.frame1, self.flow_cfg["max_side"])
-        m = self.measure(img0, img1)
+        if pair.strip:
+            frames = load_strip(pair.strip, len(pair.strip_times or ()))
+        else:
+            frames = list(load_pair(pair.frame0, pair.frame1, self.flow_cfg["max_side"]))
+        img0 = frames[0]
+        m = self.measure(frames, load_chained(pair.motion) if pair.motion else None)
         c = self.cfg
         numbers = {k: v for k, v in m.items() if k not in ("flow", "moving", "diag", "silhouette")}
         # (check, measurement, passed), in the order a failure is reported.
         checks = [
             ("quality", "sharpness", m["sharpness"] >= c["min_sharpness"]),
             ("quality", "noise", m["noise"] <= c["max_noise"]),
+            ("setting", "link_consistency",
+             m["link_consistency"] >= self.pre["min_link_consistency"]),
+            ("setting", "lost_frac", m["lost_frac"] <= self.pre["max_lost_fraction"]),
             ("setting", "warp_error", m["warp_error"] <= c["max_warp_error"]),
             ("setting", "histogram_correlation",
              m["histogram_correlation"] >= c["min_histogram_correlation"]),
             ("subject", "exit_frac", m["exit_frac"] <= c["max_exit_fraction"]),
             ("subject", "unexplained_frac", m["unexplained_frac"] <= c["max_unexplained"]),
-            ("subject", "change_consistency",
-             m["change_consistency"] >= c["min_change_consistency"]),
+            ("subject", "subject_consistency",
+             m["subject_consistency"] >= c["min_subject_consistency"]),
             ("motion", "motion_peak", m["motion_peak"] >= c["min_motion"]),
         ]  # fmt: skip
         failed = [f"{check}:{name}" for check, name, ok in checks if not ok]

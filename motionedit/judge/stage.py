@@ -97,6 +97,18 @@ def _raw_line(pair_id: str, fields: dict[str, Any], outcome: Outcome) -> str:
     return json.dumps({"pair_id": pair_id, **fields, "calls": outcome.calls}, sort_keys=True)
 
 
+def _pair_input(p: Any) -> PairInput:
+    times = getattr(p, "strip_times", None)
+    return PairInput(
+        p.pair_id,
+        p.frame0,
+        p.frame1,
+        getattr(p, "strip", None),
+        None if times is None else list(times),
+        getattr(p, "motion", None),
+    )
+
+
 def judge_shard(
     prefilter: pd.DataFrame,
     frames: pd.DataFrame,
@@ -110,11 +122,13 @@ def judge_shard(
     ``pricing`` is ``{"price": {"input": ..., "output": ...} or None, "batch_discount": ...}``
     for backends that call an MLLM.
     """
+    # The strip and the saved motion serve the offline judge; an MLLM judge sees two frames.
+    extra = [c for c in ("strip", "strip_times") if c in frames]
     kept = prefilter[prefilter["keep"]].merge(
-        frames[["pair_id", "frame0", "frame1"]], on="pair_id", how="left"
+        frames[["pair_id", "frame0", "frame1", *extra]], on="pair_id", how="left"
     )
     log.info("judging %d pairs with the %s judge", len(kept), judge.backend)
-    pairs = [PairInput(p.pair_id, p.frame0, p.frame1) for p in kept.itertuples()]
+    pairs = [_pair_input(p) for p in kept.itertuples()]
     if hasattr(judge, "judge_all"):
         outcomes = judge.judge_all(pairs)
     else:
