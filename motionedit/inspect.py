@@ -5,12 +5,14 @@
 Why a pair was kept or dropped is spread over one row in each stage's table (and a line in
 the judge's and rewriter's raw logs); finding them by hand means knowing which source and
 shard the pair came from and opening a handful of Parquet files. This gathers them, says
-in its first line what became of the pair, and draws the flow the prefilter judged, so a
-threshold or a judge verdict can be questioned from one command.
+in its first line what became of the pair, and draws the motion the prefilter judged, with
+the pair's point trajectories, so a threshold or a judge verdict can be questioned from one
+command.
 
-Only the results folder is read: nothing is recomputed except the figure's flow, which
-uses the CPU DIS backend at the prefilter's working resolution so that it is quick and
-shows what the prefilter saw (a run configured with UniMatch saw a finer flow).
+Only the results folder is read. The figure's flow is the prefilter's own, saved for the
+pairs it kept; for the others it is chained again over the window's sampled frames with
+the CPU DIS backend at the prefilter's working resolution, so it is quick and shows what
+the prefilter saw (a run configured with UniMatch saw a finer flow).
 """
 
 from __future__ import annotations
@@ -483,18 +485,15 @@ def _title(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def flow_figure(record: dict[str, Any], path: str | Path) -> Path:
-    """Draw first frame | last frame | flow colours | flow magnitude to a PNG at ``path``.
-
-    The flow is DIS at the prefilter's resolution, magnitudes over the image diagonal, the
-    unit of the prefilter's ``motion_*`` numbers. Raises ValueError when the pair has no
-    frames to draw (skipped window, frames deleted).
-    """
+def _window(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """First and last frame at the working size, the motion between them, and how many
+    frames it was chained over (2: the end frames only, for results written before the
+    frames stage kept a strip)."""
     import cv2
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     from motionedit.flow import make_flow
+    from motionedit.flow.chain import chain_flows, load_chained
+    from motionedit.frames import load_strip
     from motionedit.pairs import load_pair
 
     frames = record.get("frames")
@@ -502,12 +501,55 @@ def flow_figure(record: dict[str, Any], path: str | Path) -> Path:
     if not row.get("frame0") or not row.get("frame1"):
         raise ValueError("no frames to draw: the pair has no frames row with frame paths")
     results = Path(record["results"])
-    paths = [_frame_path(row[c], results) for c in ("frame0", "frame1")]
+    dis = make_flow({"backend": "dis"})
+    times = row.get("strip_times")
     try:
+        if row.get("strip") and times is not None and len(times) >= 2:
+            window = load_strip(_frame_path(row["strip"], results), len(times))
+            pre = (record.get("prefilter") or {}).get("row") or {}
+            saved = _frame_path(pre["motion"], results) if pre.get("motion") else None
+            chained = load_chained(saved) if saved and saved.is_file() else None
+            if chained is None or chained.displacement.shape[:2] != window[0].shape[:2]:
+                chained = chain_flows(window, dis)
+            return window[0], window[-1], chained.displacement, len(window)
+        paths = [_frame_path(row[c], results) for c in ("frame0", "frame1")]
         first, last = load_pair(str(paths[0]), str(paths[1]), MAX_SIDE)
-    except cv2.error as exc:
+    except (cv2.error, ValueError) as exc:
         raise ValueError(f"cannot load the frames: {exc}") from None
-    flow = make_flow({"backend": "dis"}).estimate(first[None], last[None])[0]
+    return first, last, dis.estimate(first[None], last[None])[0], 2
+
+
+def _tracks(record: dict[str, Any], shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The prefilter's trajectories (stored in the full-size frame's pixels) at ``shape``."""
+    from PIL import Image
+
+    pre = (record.get("prefilter") or {}).get("row") or {}
+    row = (record.get("frames") or {}).get("row") or {}
+    tracks = pre.get("tracks")
+    if tracks is None or not len(tracks) or not row.get("frame0"):
+        return np.zeros((0, 0, 2)), np.zeros((0, 0), bool)
+    with Image.open(_frame_path(row["frame0"], Path(record["results"]))) as im:
+        width, height = im.size
+    points = np.array([[list(p) for p in t] for t in tracks], np.float64)
+    points = (points + 0.5) * (shape[1] / width, shape[0] / height) - 0.5
+    visible = np.array([list(v) for v in pre.get("track_visible")], bool)
+    return points, visible
+
+
+def flow_figure(record: dict[str, Any], path: str | Path) -> Path:
+    """Draw first frame with the trajectories | last frame | motion colours | magnitude.
+
+    The motion is the flow followed through the window's sampled frames, as the prefilter
+    measured it (zero where a point was lost), magnitudes over the image diagonal, the
+    unit of the prefilter's ``motion_*`` numbers. Raises ValueError when the pair has no
+    frames to draw (skipped window, frames deleted).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    first, last, flow, samples = _window(record)
+    row = record["frames"]["row"]
+    points, visible = _tracks(record, first.shape)
     h, w = flow.shape[:2]
     magnitude = np.linalg.norm(flow, axis=-1) / float(np.hypot(h, w))
     # The 99th percentile, not the maximum, sets full brightness: one wild pixel of DIS at
@@ -522,19 +564,31 @@ def flow_figure(record: dict[str, Any], path: str | Path) -> Path:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 4)
     t0, t1 = row.get("t0"), row.get("t1")
+    through = f"over {samples} frames" if samples > 2 else "first to last frame"
     panels = [
-        (first, f"first frame (t0 = {_value(t0, 0)} s)"),
+        (first, f"first frame (t0 = {_value(t0, 0)} s), {len(points)} trajectories"),
         (last, f"last frame (t1 = {_value(t1, 0)} s)"),
-        (_flow_colours(flow, scale), "flow: hue = direction, brightness = magnitude"),
+        (_flow_colours(flow, scale), f"motion {through}: hue = direction"),
     ]
     for ax, (image, label) in zip(axes, panels, strict=False):
         ax.imshow(image, interpolation="nearest")
         ax.set_title(label, fontsize=9, parse_math=False)
+    # Each trajectory as drawn over the frames: a line through its visible positions from
+    # a dot where it starts, and a ring where it ends on the last frame.
+    colours = [f"C{i % 10}" for i in range(len(points))]
+    for track, seen, colour in zip(points, visible, colours, strict=True):
+        axes[0].plot(track[seen, 0], track[seen, 1], "-", color=colour, lw=1.2)
+        axes[0].plot(*track[0], "o", color=colour, ms=4, mec="white", mew=0.6)
+        if seen[-1]:
+            axes[1].plot(*track[-1], "o", mfc="none", mec=colour, ms=6, mew=1.4)
+    for ax in axes[:2]:
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
     key = axes[2].inset_axes((0.8, 0.8, 0.19, 0.19))
     key.imshow(_wheel(), interpolation="bilinear")
     key.set_axis_off()
     heat = axes[3].imshow(magnitude, cmap="inferno", vmin=0.0, interpolation="nearest")
-    axes[3].set_title("flow magnitude / image diagonal", fontsize=9, parse_math=False)
+    axes[3].set_title("motion magnitude / image diagonal", fontsize=9, parse_math=False)
     # A colour bar inside the panel's box follows the image whatever its aspect; one that
     # takes space from the grid cell ends up far from a tall frame.
     bar = fig.colorbar(heat, cax=axes[3].inset_axes((1.04, 0.0, 0.06, 1.0)))

@@ -21,7 +21,7 @@ from conftest import ROOT
 from PIL import Image
 from test_workflow import snakemake
 
-from motionedit.inspect import SECTIONS, describe, find_pair, main
+from motionedit.inspect import SECTIONS, describe, find_pair, flow_figure, main
 from motionedit.tables import write_table
 
 pytestmark = pytest.mark.e2e
@@ -178,6 +178,27 @@ def test_the_png_shows_both_frames_the_flow_and_its_magnitude(results, tmp_path,
     flow = pixels[:, a:b].astype(int)
     saturated = (flow.max(-1) - flow.min(-1)) > 80
     assert saturated.sum() > 50
+
+
+def test_the_figure_draws_the_trajectories_over_the_prefilters_own_motion(results, tmp_path):
+    pair_id = dataset_ids(results, "train")[0]
+    record = find_pair(results, pair_id)
+    pre = record["prefilter"]["row"]
+    assert len(pre["tracks"]) > 0 and Path(results.parent / pre["motion"]).is_file()
+    flow_figure(record, tmp_path / "with.png")
+    bare = json.loads(json.dumps(record, default=lambda v: v.tolist()))
+    bare["prefilter"]["row"]["tracks"] = []
+    flow_figure(bare, tmp_path / "without.png")
+    with Image.open(tmp_path / "with.png") as a, Image.open(tmp_path / "without.png") as b:
+        drawn, plain = np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))
+    assert drawn.shape == plain.shape
+    height = drawn.shape[0]
+    panels = ink_runs(plain[height * 6 // 10])
+    differs = np.abs(drawn.astype(int) - plain.astype(int)).sum(-1) > 60
+    # Lines on the first frame, rings on the last; the motion panels are the same.
+    (a0, b0), (a1, b1), (a2, b2), (a3, _) = panels
+    assert differs[:, a0:b0].sum() > 30 and differs[:, a1:b1].sum() > 10
+    assert not differs[height // 5 :, a2:].any()
 
 
 def test_the_script_runs_from_the_workdir_and_writes_the_default_png(workdir):

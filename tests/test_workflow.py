@@ -219,8 +219,9 @@ def test_unimatch_flow_backend_runs_the_mining_stages(tmp_path):
     snakemake(tmp_path, "--until", "prefilter")
     pre = pd.read_parquet(tmp_path / "results/prefilter/synth/0000.parquet")
     assert len(pre) >= 2 and pre["error"].isna().all()
-    # Random weights give arbitrary but real flow: every pair has measured motion.
-    assert (pre["motion_mean"] > 0).all()
+    # Random weights give arbitrary but real flow: forward and backward flows disagree, so
+    # the chain through the window's samples loses points in every pair.
+    assert (pre["samples"] >= 2).all() and (pre["lost_frac"] > 0).all()
     log = (tmp_path / "results/logs/prefilter/synth/0000.log").read_text()
     assert "candidate pairs" in log
 
