@@ -6,7 +6,8 @@ tests/realistic_clips.py with sub-pixel placement, encoded with x264 and decoded
 translated by 0.05, 0.10, 0.20 and 0.30 of the diagonal, turned by 15 to 60 degrees and
 grown 1.2 to 2 times over 3 s. Frames are brought to the working resolution (longer side
 ``flow.max_side``, as motionedit.pairs.fit_side does) and measured with the configured DIS
-flow two ways: first -> last frame, and chained (motionedit.flow.chain) over --samples
+flow two ways: first -> last frame (``flow.dis_preset``, as the reward and MAS use it), and
+chained (motionedit.flow.chain, ``flow.window_dis_preset``, as the prefilter) over --samples
 frames spread evenly over the window (default: the config's frames.samples, 19: every 4th
 frame at 24 fps).
 
@@ -43,7 +44,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import realistic_clips as rc  # noqa: E402
 
 from motionedit.config import load_config  # noqa: E402
-from motionedit.flow import FlowEstimator, make_flow  # noqa: E402
+from motionedit.flow import FlowEstimator, make_flow, window_flow_config  # noqa: E402
 from motionedit.flow.chain import chain_flows  # noqa: E402
 from motionedit.judge.offline import rigid_fit  # noqa: E402
 from motionedit.pairs import fit_side  # noqa: E402
@@ -76,15 +77,18 @@ def working_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def measure(
     frames: np.ndarray,
     truth: dict[str, Any],
-    flow: FlowEstimator,
+    flows: tuple[FlowEstimator, FlowEstimator],
     samples: int,
     max_side: int,
     pre: dict[str, Any],
 ) -> dict[str, dict[str, float]]:
     """Per method (``direct``, ``chained``): motion_peak, mean direction over the subject's
-    moving pixels, rigid fit over its mask, and the fraction of it that was followed."""
+    moving pixels, rigid fit over its mask, and the fraction of it that was followed.
+    ``flows``: the flow between distant frames (``dis_preset``) and between a window's
+    samples (``window_dis_preset``), as the workflow uses them."""
+    distant, flow = flows
     window = window_frames(frames, samples, max_side)
-    direct = flow.estimate(window[0][None], window[-1][None])[0]
+    direct = distant.estimate(window[0][None], window[-1][None])[0]
     chained = chain_flows(window, flow)
     subject = working_mask(truth["mask"], direct.shape[:2])
     interior = cv2.erode(subject.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
@@ -130,7 +134,7 @@ def log_relative(value: float, truth: float) -> float:
 
 def run(samples: int, config: dict[str, Any]) -> list[str]:
     """Print the three tables; the names of the rows that miss their targets."""
-    flow = make_flow(config["flow"])
+    flow = make_flow(config["flow"]), make_flow(window_flow_config(config["flow"]))
     pre, max_side = config["prefilter"], config["flow"]["max_side"]
     misses: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:

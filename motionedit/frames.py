@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from motionedit.pairs import fit_side, read_rgb
+from motionedit.pairs import read_rgb
 from motionedit.runlog import progress
 from motionedit.video import VideoError, VideoInfo, extract_frames, frame_index, hole_at
 
@@ -94,6 +94,10 @@ def scene_cut_times(path: str, threshold: float) -> list[float]:
     return [start.seconds for start, _ in scenes[1:]]
 
 
+#: JPEG quality of the strips of sampled frames.
+STRIP_QUALITY = 95
+
+
 def sample_indices(info: VideoInfo, t0: float, t1: float, samples: int) -> list[int]:
     """Distinct frame indices shown at ``samples`` evenly spaced times from t0 to t1.
 
@@ -131,8 +135,10 @@ class StripWriter:
         return {i for _, indices, _ in self.pending for i in indices}
 
     def take(self, idx: int, rgb: np.ndarray, times: list[float]) -> None:
+        """``rgb``: the frame at most ``max_side`` on its longer side."""
         if any(idx in indices for _, indices, _ in self.pending):
-            self.small[idx] = fit_side(rgb, self.max_side)
+            # Kept in OpenCV's BGR order, so the strip is written without another copy.
+            self.small[idx] = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         while self.pending and self.pending[0][1][-1] <= idx:
             self._write(*self.pending.pop(0), times)
         first = min((indices[0] for _, indices, _ in self.pending), default=idx + 1)
@@ -152,7 +158,9 @@ class StripWriter:
         if indices[0] not in self.small or indices[-1] not in self.small:
             return  # an end is missing: the window becomes an error row
         strip = np.concatenate([self.small[i] for i in got], axis=1)
-        if not cv2.imwrite(str(path), np.ascontiguousarray(strip[:, :, ::-1])):
+        # JPEG at quality 95: deflating a PNG of 19 frames took ten times as long as the
+        # decoding, and the frames come out of a lossy video codec anyway.
+        if not cv2.imwrite(str(path), strip, [cv2.IMWRITE_JPEG_QUALITY, STRIP_QUALITY]):
             raise VideoError(f"cannot write {path}")
         self.written.append(path)
         row["strip"] = path.as_posix()
@@ -240,7 +248,7 @@ def video_pairs(
             strips.add(
                 r,
                 sample_indices(info, t0, t1, cfg["samples"]),
-                out_dir / f"{r['pair_id']}_strip.png",
+                out_dir / f"{r['pair_id']}_strip.jpg",
             )
     if wanted:
         times = info.frame_times_s
@@ -251,7 +259,8 @@ def video_pairs(
                 sorted(set(wanted) | strips.wanted()),
                 wanted,
                 timeout_s=cfg["timeout_s"],
-                on_frame=lambda idx, rgb: strips.take(idx, rgb, times),
+                on_small=lambda idx, rgb: strips.take(idx, rgb, times),
+                small_side=strip_side,
             )
             strips.finish(times)
         except VideoError:

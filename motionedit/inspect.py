@@ -501,7 +501,7 @@ def _window(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     if not row.get("frame0") or not row.get("frame1"):
         raise ValueError("no frames to draw: the pair has no frames row with frame paths")
     results = Path(record["results"])
-    dis = make_flow({"backend": "dis"})
+    dis = make_flow({"backend": "dis", "dis_preset": "ultrafast"})  # as the prefilter chains
     times = row.get("strip_times")
     try:
         if row.get("strip") and times is not None and len(times) >= 2:
@@ -516,7 +516,7 @@ def _window(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
         first, last = load_pair(str(paths[0]), str(paths[1]), MAX_SIDE)
     except (cv2.error, ValueError) as exc:
         raise ValueError(f"cannot load the frames: {exc}") from None
-    return first, last, dis.estimate(first[None], last[None])[0], 2
+    return first, last, make_flow({"backend": "dis"}).estimate(first[None], last[None])[0], 2
 
 
 def _tracks(record: dict[str, Any], shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

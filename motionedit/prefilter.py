@@ -10,6 +10,7 @@ its point trajectories, so thresholds can be revisited from the table without re
 
 from __future__ import annotations
 
+import functools
 import logging
 import zlib
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from motionedit.flow import FlowEstimator, make_flow
+from motionedit.flow import FlowEstimator, make_flow, window_flow_config
 from motionedit.flow.chain import (
     ChainedFlow,
     chain_links,
@@ -76,10 +77,9 @@ def camera_step(
     single motion explains (a subject crossing it, a cut) gives (0, fraction).
     """
     h, w = flow.shape[:2]
-    ys, xs = np.mgrid[0:h:step, 0:w:step]
-    on_border = border_mask(h, w, border_fraction)[ys, xs]
-    src = np.stack([xs[on_border], ys[on_border]], 1).astype(np.float32)
-    dst = src + flow[ys[on_border], xs[on_border]]
+    grid, border = _grid(h, w, border_fraction, step)
+    src = grid[border]
+    dst = src + flow[src[:, 1].astype(int), src[:, 0].astype(int)]
     if len(src) < 8:
         return 0.0, 0.0
     hom, inliers = cv2.findHomography(src, dst, cv2.RANSAC, tol_px, maxIters=500, confidence=0.99)
@@ -88,9 +88,16 @@ def camera_step(
     fit = float(inliers.mean())
     if fit < 0.5:
         return 0.0, fit
-    grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
     moved = cv2.perspectiveTransform(grid[None], hom)[0]
     return float(np.linalg.norm(moved - grid, axis=1).mean()), fit
+
+
+@functools.lru_cache(maxsize=16)
+def _grid(h: int, w: int, border_fraction: float, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``step``-th pixel as (x, y) rows, and which of them lie in the border band."""
+    ys, xs = np.mgrid[0:h:step, 0:w:step]
+    grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
+    return grid, border_mask(h, w, border_fraction)[ys, xs].ravel()
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -108,10 +115,13 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / norm)
 
 
+def colour_histogram(img: np.ndarray) -> np.ndarray:
+    return cv2.calcHist([img], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3)
+
+
 def colour_correlation(img0: np.ndarray, img1: np.ndarray) -> float:
     """Correlation of the two frames' colour histograms: near 1 unless the scene changed."""
-    h0, h1 = (cv2.calcHist([im], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3) for im in (img0, img1))
-    return pearson(h0, h1)
+    return pearson(colour_histogram(img0), colour_histogram(img1))
 
 
 def peak_motion(mag: np.ndarray, moving: np.ndarray) -> float:
@@ -151,6 +161,7 @@ def measure_window(
     tol = max(0.5, cfg["moving_threshold"] * diag / (len(frames) - 1))
     steps = [camera_step(f, cfg["border_fraction"], tol) for f in links.forward]
     tracks = tracks_along(links, chained, cfg["track_count"], cfg["min_motion"], seed)
+    hists = [colour_histogram(f) for f in frames]
     stats = {
         "samples": len(frames),
         "motion_mean": float(mag[chained.tracked].mean()) if chained.tracked.any() else 0.0,
@@ -160,9 +171,7 @@ def measure_window(
         "tracked_frac": float(chained.tracked.mean()),
         "lost_frac": float((~chained.tracked & ~chained.exited).mean()),
         "exit_frac": exit_fraction(chained, moving, cfg["moving_threshold"] * diag),
-        "frame_correlation": min(
-            colour_correlation(a, b) for a, b in zip(frames[:-1], frames[1:], strict=True)
-        ),
+        "frame_correlation": min(pearson(a, b) for a, b in zip(hists[:-1], hists[1:], strict=True)),
         "link_consistency": min(chained.link_consistency),
         "camera_motion": sum(m for m, _ in steps) / diag,
         "camera_fit": float(np.mean([f for _, f in steps])),
@@ -187,6 +196,8 @@ def decide(stats: dict[str, float], cfg: dict[str, Any]) -> tuple[bool, str]:
         return False, "camera_motion"
     if stats["lost_frac"] > cfg["max_lost_fraction"]:
         return False, "untrackable"
+    if stats["exit_frac"] > cfg["max_exit_fraction"]:
+        return False, "subject_leaves"
     if (
         stats["motion_peak"] < cfg["min_motion"]
         or stats["moving_frac"] < cfg["min_moving_fraction"]
@@ -231,7 +242,7 @@ def prefilter_shard(
     The chained flow of each kept pair is saved in ``motion_dir`` (``<pair_id>.npz``,
     column ``motion``) when given, for the judge to use rather than measure again.
     """
-    flow = flow or make_flow(flow_cfg)
+    flow = flow or make_flow(window_flow_config(flow_cfg))
     if motion_dir is not None:
         Path(motion_dir).mkdir(parents=True, exist_ok=True)
     todo = frames[frames["error"].isna() & frames["skip"].isna()]

@@ -28,6 +28,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 
 class VideoError(Exception):
@@ -271,13 +272,16 @@ def extract_frames(
     indices: list[int],
     out_paths: dict[int, Path],
     timeout_s: float = 600.0,
-    on_frame: Callable[[int, np.ndarray], None] | None = None,
+    on_small: Callable[[int, np.ndarray], None] | None = None,
+    small_side: int = 256,
 ) -> dict[int, str]:
     """Write the frames with the given indices that ``out_paths`` names as PNG.
 
-    Every delivered frame (all of ``indices``) is also handed, upright RGB, to ``on_frame``
-    when given, in decoding (time) order: the frames stage keeps small copies of the frames
-    sampled inside each window that way, from the same decoding pass.
+    Every delivered frame (all of ``indices``) is also handed to ``on_small`` when given,
+    in decoding (time) order, upright RGB with its longer side at most ``small_side``:
+    the frames stage keeps the frames sampled inside each window that way, from the same
+    decoding pass. FFmpeg's scaler converts and shrinks such a frame in one step (area
+    averaging), so a 720p frame costs a fraction of its full-size conversion.
 
     Decoding runs in this process through PyAV (FFmpeg's own libraries): one open of the
     file, one seek per group of :func:`plan_groups`, decoding from the keyframe before each
@@ -301,12 +305,18 @@ def extract_frames(
         with av.open(str(path)) as container, ThreadPoolExecutor(workers) as pool:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            # One scaler each for the run: PyAV makes a new one per call otherwise, which
+            # cost more than converting a small frame.
+            shrink, full = VideoReformatter(), VideoReformatter()
 
             def deliver(idx: int, frame: av.VideoFrame) -> None:
-                rgb = np.rot90(frame.to_ndarray(format="rgb24"), (frame.rotation or 0) // 90)
-                if on_frame is not None:
-                    on_frame(idx, rgb)
+                turns = (frame.rotation or 0) // 90
+                if on_small is not None:
+                    small = shrink.reformat(frame, *_fit(frame.width, frame.height, small_side),
+                                            format="rgb24", interpolation="AREA")  # fmt: skip
+                    on_small(idx, np.rot90(small.to_ndarray(), turns))
                 if idx in out_paths:
+                    rgb = np.rot90(full.reformat(frame, format="rgb24").to_ndarray(), turns)
                     pending.append(pool.submit(_write_png, rgb, out_paths[idx]))
                 if len(pending) > 2 * workers:  # bound the frames held in memory
                     pending.pop(0).result()
@@ -324,6 +334,14 @@ def extract_frames(
         _remove(out_paths.values())  # no half-extracted video left behind
         raise
     return missing
+
+
+def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The size whose longer side is at most ``max_side``, as ``pairs.fit_side`` makes it."""
+    scale = max_side / max(width, height)
+    if scale >= 1.0:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _decode_run(container, stream, times, wanted, deliver, deadline, timeout_s) -> str:

@@ -31,7 +31,7 @@ RIGHT_REASONS = {
     "static": ("static", "motion"),
     "camera_motion": ("camera_motion",),
     "scene_cut": ("scene_cut", "setting"),
-    "subject_leaves": ("subject", "exit"),
+    "subject_leaves": ("subject_leaves", "subject", "exit"),
     "degraded": ("quality", "untrackable"),
     "lighting": ("lighting_change", "static", "setting", "motion"),
 }

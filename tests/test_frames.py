@@ -178,7 +178,7 @@ def test_windows_in_a_hole_of_the_stream_fail_alone(tmp_path):
     # Frames only the failed windows would have used are not extracted.
     assert len(list((tmp_path / "f").glob("*_f??????.png"))) == 7
     # Each good window has its strip, the failed ones none.
-    strips = sorted(p.name for p in (tmp_path / "f").glob("*_strip.png"))
+    strips = sorted(p.name for p in (tmp_path / "f").glob("*_strip.jpg"))
     assert strips == sorted(Path(r["strip"]).name for r in rows if not r["error"])
     assert all(r["strip"] is None for r in rows if r["error"])
 
@@ -203,7 +203,7 @@ def test_a_frame_the_decoder_does_not_deliver_fails_its_window_only(tmp_path):
             assert which_frame(r["frame1"], reference) == shown_at(times, r["t1"])
     # The failed window's first frame was written, then removed: no row points at it.
     assert len(list((tmp_path / "f").glob("*_f??????.png"))) == 10
-    assert bad[0]["strip"] is None and len(list((tmp_path / "f").glob("*_strip.png"))) == 5
+    assert bad[0]["strip"] is None and len(list((tmp_path / "f").glob("*_strip.jpg"))) == 5
 
 
 def test_window_error_rows_survive_the_tables_and_the_prefilter_skips_them(tmp_path):

@@ -14,6 +14,7 @@ from PIL import Image
 from realistic_clips import MOTION_S, make_clip
 
 from motionedit.config import validate_config
+from motionedit.flow import make_flow, window_flow_config
 from motionedit.flow.chain import load_chained
 from motionedit.flow.dis import DISFlow
 from motionedit.pairs import fit_side
@@ -27,6 +28,7 @@ from motionedit.prefilter import (
 )
 
 CFG = validate_config({"sources": [{"name": "s", "kind": "synthetic"}]})["prefilter"]
+FLOW = validate_config({"sources": [{"name": "s", "kind": "synthetic"}]})["flow"]
 SAMPLES = validate_config({"sources": [{"name": "s", "kind": "synthetic"}]})["frames"]["samples"]
 H, W = 120, 160
 
@@ -36,6 +38,7 @@ GOOD = {
     "link_consistency": 0.98,
     "camera_motion": 0.001,
     "lost_frac": 0.05,
+    "exit_frac": 0.0,
     "motion_peak": 0.2,
     "motion_moving": 0.15,
     "moving_frac": 0.1,
@@ -53,6 +56,8 @@ GOOD = {
         ({"camera_motion": 0.05}, "camera_motion"),
         ({"camera_motion": 0.05, "lost_frac": 0.7}, "camera_motion"),
         ({"lost_frac": 0.7}, "untrackable"),
+        ({"exit_frac": 0.8}, "subject_leaves"),
+        ({"exit_frac": 0.8, "motion_peak": 0.001}, "subject_leaves"),
         ({"motion_peak": 0.005}, "static"),
         ({"moving_frac": 0.001}, "static"),
         ({"motion_moving": 0.9}, "extreme_motion"),
@@ -87,7 +92,7 @@ def sampled(frames: np.ndarray, fps: float, samples: int = SAMPLES) -> list[np.n
 
 @pytest.fixture(scope="module")
 def dis():
-    return DISFlow()
+    return make_flow(window_flow_config(FLOW))
 
 
 @pytest.mark.parametrize(

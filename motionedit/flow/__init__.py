@@ -67,6 +67,12 @@ class FlowEstimator(Protocol):
     def estimate(self, images0: np.ndarray, images1: np.ndarray) -> np.ndarray: ...
 
 
+def window_flow_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``flow`` section as the flow between a window's sampled frames uses it: DIS
+    with ``window_dis_preset`` (short steps need less than two distant frames)."""
+    return cfg | {"dis_preset": cfg.get("window_dis_preset", cfg.get("dis_preset", "medium"))}
+
+
 def make_flow(cfg: dict[str, Any]) -> FlowEstimator:
     """The backend named by ``flow.backend`` in the config (the ``flow`` section)."""
     backend = cfg["backend"]

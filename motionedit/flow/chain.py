@@ -111,16 +111,18 @@ def _follow(
         f = _sample(fwd, x, y).reshape(*x.shape, 2)
         x1, y1 = x + f[..., 0], y + f[..., 1]
         b = _sample(bwd, x1, y1).reshape(*x.shape, 2)
-        err = ((f + b) ** 2).sum(-1)
-        bound = links.fb_relative * ((f**2).sum(-1) + (b**2).sum(-1)) + links.fb_pixels
-        passed = err <= bound
+        fx, fy, bx, by = f[..., 0], f[..., 1], b[..., 0], b[..., 1]
+        ex, ey = fx + bx, fy + by
+        bound = links.fb_relative * (fx * fx + fy * fy + bx * bx + by * by) + links.fb_pixels
+        passed = ex * ex + ey * ey <= bound
         # Half a pixel of slack: a point of the outermost row whose flow jitters outward
         # by a hair has not left the frame.
         inside = (x1 >= -0.5) & (x1 <= w - 0.5) & (y1 >= -0.5) & (y1 <= h - 0.5)
         before = int(tracked.sum())
         consistency.append(float((passed & tracked).sum() / before) if before else 0.0)
         leaving = tracked & passed & ~inside
-        exit_travel[leaving] = np.hypot(x1 - x0, y1 - y0)[leaving]
+        if leaving.any():
+            exit_travel[leaving] = np.hypot(x1[leaving] - x0[leaving], y1[leaving] - y0[leaving])
         tracked = tracked & passed & inside
         x, y = np.where(tracked, x1, x), np.where(tracked, y1, y)
         xs.append(x)

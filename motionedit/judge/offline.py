@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from motionedit.flow import FlowEstimator, make_flow
+from motionedit.flow import FlowEstimator, make_flow, window_flow_config
 from motionedit.flow.chain import (
     ChainedFlow,
     chain_links,
@@ -311,7 +311,7 @@ class OfflineJudge:
         flow: FlowEstimator | None = None,
     ) -> None:
         self.cfg, self.pre, self.flow_cfg = cfg, prefilter_cfg, flow_cfg
-        self.flow = flow or make_flow(flow_cfg)
+        self.flow = flow or make_flow(window_flow_config(flow_cfg))
 
     def measure(
         self, frames: list[np.ndarray], chained: ChainedFlow | None = None
