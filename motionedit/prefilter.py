@@ -158,7 +158,8 @@ def measure_window(
     diag = float(np.hypot(h, w))
     mag = np.linalg.norm(chained.displacement, axis=-1) / diag
     moving = chained.tracked & (mag > cfg["moving_threshold"])
-    tol = max(0.5, cfg["moving_threshold"] * diag / (len(frames) - 1))
+    # Per step, a camera moving as little as a pixel that just "moves" over the window.
+    tol = max(0.5, cfg["moving_threshold"] * diag / len(links.forward))
     steps = [camera_step(f, cfg["border_fraction"], tol) for f in links.forward]
     tracks = tracks_along(links, chained, cfg["track_count"], cfg["min_motion"], seed)
     hists = [colour_histogram(f) for f in frames]

@@ -11,7 +11,7 @@ import pytest
 from matplotlib import cbook
 from PIL import Image
 
-from motionedit.flow.chain import chain_flows, track_points
+from motionedit.flow.chain import chain_flows, link_flows, track_points
 from motionedit.flow.dis import DISFlow
 
 SIZE = (192, 144)  # (W, H)
@@ -84,7 +84,8 @@ def test_a_still_clip_is_all_tracked_and_does_not_move():
     still = [photo("grace_hopper.jpg", SIZE)] * 4
     chained = chain_flows(still, DISFlow())
     assert chained.tracked.all() and np.abs(chained.displacement).max() < 0.05
-    assert chained.link_consistency == [1.0, 1.0, 1.0]
+    # Nothing moves: the flow takes two samples a step (0-2, then 2-3).
+    assert chained.link_consistency == [1.0, 1.0]
 
 
 def test_one_frame_is_refused():
@@ -113,3 +114,16 @@ def test_nothing_moves_no_trajectories():
     still = [photo("grace_hopper.jpg", SIZE)] * 4
     tracks = track_points(still, DISFlow(), count=16, min_motion=0.01, seed=0)
     assert tracks.points.shape == (0, 4, 2) and tracks.visible.shape == (0, 4)
+
+
+def test_slow_steps_take_two_samples_and_fast_ones_one():
+    dis = DISFlow()
+    slow, _ = sliding_clip(frames=13, travel=0.03)  # under a pixel a sample
+    fast, _ = sliding_clip(frames=13, travel=0.30)  # 6 pixels a sample
+    assert link_flows(slow, dis).ends == (2, 4, 6, 8, 10, 12)
+    assert link_flows(fast, dis).ends == tuple(range(1, 13))
+    # Either way, the trajectories have a position at every sample.
+    tracks = track_points(slow, dis, count=4, min_motion=0.01, seed=0)
+    assert tracks.points.shape == (4, 13, 2)
+    steps = np.diff(tracks.points[..., 0], axis=1)
+    assert (steps > 0).all() and steps.std() < 0.5  # moving right, about evenly

@@ -62,12 +62,25 @@ class Tracks:
 
 @dataclass(frozen=True)
 class Links:
-    """Forward and backward flow between consecutive sampled frames, and the check's bounds."""
+    """Forward and backward flow between sampled frames, and the check's bounds.
 
-    forward: np.ndarray  # [T-1, H, W, 2]
+    Link ``k`` runs from sample ``starts[k]`` to sample ``ends[k]``: consecutive samples,
+    or two apart where the motion is slow enough to take in one step.
+    """
+
+    forward: np.ndarray  # [L, H, W, 2]
     backward: np.ndarray
     fb_relative: float = 0.01
     fb_pixels: float = 0.5
+    ends: tuple[int, ...] = ()
+
+    @property
+    def samples(self) -> int:
+        return (self.ends[-1] if self.ends else len(self.forward)) + 1
+
+    @property
+    def ends_or_all(self) -> tuple[int, ...]:
+        return self.ends or tuple(range(1, len(self.forward) + 1))
 
 
 def link_flows(
@@ -75,14 +88,66 @@ def link_flows(
     flow: FlowEstimator,
     fb_relative: float = 0.01,
     fb_pixels: float = 0.5,
+    stride: int = 2,
+    refine_px: float = 4.0,
 ) -> Links:
-    """The flows every other measure of a window is made from (two calls of ``flow``)."""
+    """The flows every other measure of a window is made from.
+
+    Flow is first estimated every ``stride`` samples; a step whose motion reaches
+    ``refine_px`` pixels (99th percentile), or whose moving points fail the
+    forward-backward check more than rarely, is estimated again sample by sample. A slow
+    window then costs half the flow of a fast one, and a fast one keeps the short steps
+    the flow needs. Each pass is one batched call forward and one backward.
+    """
     if len(frames) < 2:
         raise ValueError(f"chaining needs two frames or more, got {len(frames)}")
     stack = np.stack([np.asarray(f, np.uint8) for f in frames])
-    forward = flow.estimate(stack[:-1], stack[1:]).astype(np.float32)
-    backward = flow.estimate(stack[1:], stack[:-1]).astype(np.float32)
-    return Links(forward, backward, fb_relative, fb_pixels)
+    last = len(stack) - 1
+    marks = list(range(0, last, max(1, stride))) + [last]
+    a, b = marks[:-1], marks[1:]
+    forward = flow.estimate(stack[a], stack[b]).astype(np.float32)
+    backward = flow.estimate(stack[b], stack[a]).astype(np.float32)
+    refine = [
+        k
+        for k in range(len(a))
+        if b[k] - a[k] > 1 and _too_fast(forward[k], backward[k], fb_relative, fb_pixels, refine_px)
+    ]
+    if not refine:
+        return Links(forward, backward, fb_relative, fb_pixels, tuple(b))
+    steps = [i for k in refine for i in range(a[k], b[k])]
+    fine_f = flow.estimate(stack[steps], stack[[i + 1 for i in steps]]).astype(np.float32)
+    fine_b = flow.estimate(stack[[i + 1 for i in steps]], stack[steps]).astype(np.float32)
+    fine = {i: (f, g) for i, f, g in zip(steps, fine_f, fine_b, strict=True)}
+    fwd, bwd, ends = [], [], []
+    for k in range(len(a)):
+        if k in refine:
+            for i in range(a[k], b[k]):
+                fwd.append(fine[i][0])
+                bwd.append(fine[i][1])
+                ends.append(i + 1)
+        else:
+            fwd.append(forward[k])
+            bwd.append(backward[k])
+            ends.append(b[k])
+    return Links(np.stack(fwd), np.stack(bwd), fb_relative, fb_pixels, tuple(ends))
+
+
+def _too_fast(
+    fwd: np.ndarray, bwd: np.ndarray, fb_relative: float, fb_pixels: float, refine_px: float
+) -> bool:
+    """Whether a step is too long for one flow: large motion, or moving points that fail
+    the forward-backward check (a subject the flow lost, a cut)."""
+    speed = np.hypot(fwd[..., 0], fwd[..., 1])
+    if float(np.percentile(speed, 99)) >= refine_px:
+        return True
+    h, w = speed.shape
+    x, y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    back = _sample(bwd, x + fwd[..., 0], y + fwd[..., 1])
+    ex, ey = fwd[..., 0] + back[..., 0], fwd[..., 1] + back[..., 1]
+    bound = fb_relative * (speed**2 + back[..., 0] ** 2 + back[..., 1] ** 2) + fb_pixels
+    moving = speed > 1.0
+    failed = moving & (ex * ex + ey * ey > bound)
+    return bool(failed.sum() > 0.05 * max(int(moving.sum()), 1))
 
 
 def _sample(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -208,7 +273,7 @@ def tracks_along(
     magnitude = np.linalg.norm(chained.displacement, axis=-1)
     moving = chained.tracked & (magnitude > min_motion * float(np.hypot(h, w)))
     candidates = np.flatnonzero(moving)
-    t = links.forward.shape[0] + 1
+    t = links.samples
     if candidates.size == 0 or count <= 0:
         return Tracks(np.zeros((0, t, 2), np.float32), np.zeros((0, t), bool))
     weights = magnitude.ravel()[candidates]
@@ -218,6 +283,15 @@ def tracks_along(
     chosen.sort()
     y0, x0 = np.divmod(chosen, w)
     xs, ys, seen, _, _ = _follow(links, x0[None].astype(np.float32), y0[None].astype(np.float32))
-    points = np.stack([np.stack([x[0], y[0]], axis=-1) for x, y in zip(xs, ys, strict=True)], 1)
-    visible = np.stack([s[0] for s in seen], axis=1)
+    at = (0, *links.ends_or_all)  # the sample each followed position belongs to
+    followed = np.stack([np.stack([x[0], y[0]], axis=-1) for x, y in zip(xs, ys, strict=True)], 1)
+    # A sample inside a two-sample step gets the position between its neighbours (the step
+    # was slow) and the visibility of the later one.
+    samples = np.arange(t)
+    points = np.stack(
+        [np.interp(samples, at, followed[:, :, c].T[:, n]) for n in range(len(chosen))
+         for c in (0, 1)], axis=0
+    ).reshape(len(chosen), 2, t).transpose(0, 2, 1)  # fmt: skip
+    later = np.searchsorted(at, samples)
+    visible = np.stack([s[0] for s in seen], axis=1)[:, later]
     return Tracks(points.astype(np.float32), visible)
