@@ -121,8 +121,7 @@ class StripWriter:
     window needs are dropped then, which keeps memory to about one window's samples.
     """
 
-    def __init__(self, max_side: int) -> None:
-        self.max_side = max_side
+    def __init__(self) -> None:
         self.pending: list[tuple[dict, list[int], Path]] = []
         self.small: dict[int, np.ndarray] = {}
         self.written: list[Path] = []
@@ -135,7 +134,7 @@ class StripWriter:
         return {i for _, indices, _ in self.pending for i in indices}
 
     def take(self, idx: int, rgb: np.ndarray, times: list[float]) -> None:
-        """``rgb``: the frame at most ``max_side`` on its longer side."""
+        """``rgb``: the frame at the flow's working size, as the decoder shrank it."""
         if any(idx in indices for _, indices, _ in self.pending):
             # Kept in OpenCV's BGR order, so the strip is written without another copy.
             self.small[idx] = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
@@ -215,7 +214,7 @@ def video_pairs(
         cuts = scene_cut_times(row.path, cfg["scene_cuts"]["threshold"])
     key = video_key(row.video_id)
     rows, wanted, picks = [], {}, []
-    strips = StripWriter(strip_side)
+    strips = StripWriter()
     for k, (t0, t1) in enumerate(bounds):
         i0, i1 = frame_index(info, t0), frame_index(info, t1)
         cut = next((c for c in cuts if t0 < c <= t1), None)
