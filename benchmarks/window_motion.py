@@ -161,33 +161,27 @@ def run(samples: int, config: dict[str, Any]) -> list[str]:
             if not ok:
                 misses.append(f"translate {travel:.2f}")
 
-        print("\nrotation (rigid_fit angle over the subject's first-frame mask, degrees)")
-        print(f"  {'truth':>6}  {'direct':>7} {'err':>6}  {'chained':>7} {'err':>6} "
-              f"{'tracked':>7}  target")  # fmt: skip
-        for degrees in ANGLES:
-            frames, truth = rc.rotate_clip(degrees)
-            m = measure(through_codec(frames, folder, "r"), truth, flow, samples, max_side, pre)
-            da, ca = m["direct"]["angle"], m["chained"]["angle"]
-            ok = abs(relative(ca, degrees)) <= TOLERANCE
-            print(f"  {degrees:6.0f}  {da:7.1f} {relative(da, degrees):+6.0%}  {ca:7.1f} "
-                  f"{relative(ca, degrees):+6.0%} {m['chained']['tracked']:7.0%}  "
-                  f"{'ok' if ok else 'MISS'}")  # fmt: skip
-            if not ok:
-                misses.append(f"rotate {degrees:.0f}")
-
-        print("\ngrowth (rigid_fit scale over the subject's first-frame mask; error of the log)")
-        print(f"  {'truth':>6}  {'direct':>7} {'err':>6}  {'chained':>7} {'err':>6} "
-              f"{'tracked':>7}  target")  # fmt: skip
-        for factor in SCALES:
-            frames, truth = rc.scale_clip(factor)
-            m = measure(through_codec(frames, folder, "s"), truth, flow, samples, max_side, pre)
-            ds, cs = m["direct"]["scale"], m["chained"]["scale"]
-            ok = abs(log_relative(cs, factor)) <= TOLERANCE
-            print(f"  {factor:6.2f}  {ds:7.3f} {log_relative(ds, factor):+6.0%}  {cs:7.3f} "
-                  f"{log_relative(cs, factor):+6.0%} {m['chained']['tracked']:7.0%}  "
-                  f"{'ok' if ok else 'MISS'}")  # fmt: skip
-            if not ok:
-                misses.append(f"scale {factor:.1f}")
+        sweeps = (
+            ("rotation (rigid_fit angle over the subject's first-frame mask, degrees)",
+             ANGLES, rc.rotate_clip, "angle", relative, "{:7.1f}", "rotate {:.0f}"),
+            ("growth (rigid_fit scale over the subject's first-frame mask; error of the log)",
+             SCALES, rc.scale_clip, "scale", log_relative, "{:7.3f}", "scale {:.1f}"),
+        )  # fmt: skip
+        for title, values, make, key, error, number, miss in sweeps:
+            print(f"\n{title}")
+            print(f"  {'truth':>6}  {'direct':>7} {'err':>6}  {'chained':>7} {'err':>6} "
+                  f"{'tracked':>7}  target")  # fmt: skip
+            for value in values:
+                frames, truth = make(value)
+                m = measure(through_codec(frames, folder, key), truth, flow, samples, max_side,
+                            pre)  # fmt: skip
+                direct, chained = m["direct"][key], m["chained"][key]
+                ok = abs(error(chained, value)) <= TOLERANCE
+                print(f"  {value:6.2f}  {number.format(direct)} {error(direct, value):+6.0%}  "
+                      f"{number.format(chained)} {error(chained, value):+6.0%} "
+                      f"{m['chained']['tracked']:7.0%}  {'ok' if ok else 'MISS'}")  # fmt: skip
+                if not ok:
+                    misses.append(miss.format(value))
     return misses
 
 
