@@ -143,11 +143,17 @@ def _too_fast(
     h, w = speed.shape
     x, y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     back = _sample(bwd, x + fwd[..., 0], y + fwd[..., 1])
-    ex, ey = fwd[..., 0] + back[..., 0], fwd[..., 1] + back[..., 1]
-    bound = fb_relative * (speed**2 + back[..., 0] ** 2 + back[..., 1] ** 2) + fb_pixels
     moving = speed > 1.0
-    failed = moving & (ex * ex + ey * ey > bound)
+    failed = moving & ~_consistent(fwd, back, fb_relative, fb_pixels)
     return bool(failed.sum() > 0.05 * max(int(moving.sum()), 1))
+
+
+def _consistent(f: np.ndarray, b: np.ndarray, fb_relative: float, fb_pixels: float) -> np.ndarray:
+    """The forward-backward check: ``|f + b|^2 <= fb_relative (|f|^2 + |b|^2) + fb_pixels``,
+    with ``f`` the forward flow at a point and ``b`` the backward flow where it lands."""
+    fx, fy, bx, by = f[..., 0], f[..., 1], b[..., 0], b[..., 1]
+    ex, ey = fx + bx, fy + by
+    return ex * ex + ey * ey <= fb_relative * (fx * fx + fy * fy + bx * bx + by * by) + fb_pixels
 
 
 def _sample(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -176,10 +182,7 @@ def _follow(
         f = _sample(fwd, x, y).reshape(*x.shape, 2)
         x1, y1 = x + f[..., 0], y + f[..., 1]
         b = _sample(bwd, x1, y1).reshape(*x.shape, 2)
-        fx, fy, bx, by = f[..., 0], f[..., 1], b[..., 0], b[..., 1]
-        ex, ey = fx + bx, fy + by
-        bound = links.fb_relative * (fx * fx + fy * fy + bx * bx + by * by) + links.fb_pixels
-        passed = ex * ex + ey * ey <= bound
+        passed = _consistent(f, b, links.fb_relative, links.fb_pixels)
         # Half a pixel of slack: a point of the outermost row whose flow jitters outward
         # by a hair has not left the frame.
         inside = (x1 >= -0.5) & (x1 <= w - 0.5) & (y1 >= -0.5) & (y1 <= h - 0.5)
