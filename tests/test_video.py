@@ -31,7 +31,7 @@ def decoded_frames(path) -> list[np.ndarray]:
 
 @pytest.mark.parametrize(("gop", "seek_cost"), [(12, 0), (12, 10**9), (1000, 0)])
 def test_extracts_exactly_the_requested_frames(tmp_path, monkeypatch, gop, seek_cost):
-    monkeypatch.setattr("motionedit.video.SEEK_COST_PIXELS", seek_cost)
+    monkeypatch.setattr("motionedit.video.SEEK_COST_FRAMES", seek_cost)
     video = make_video(tmp_path / "v.mp4", seconds=9, gop=gop)
     info = probe(video)
     assert info.n_frames == 216 and abs(info.duration_s - 9.0) < 1e-6
@@ -47,13 +47,35 @@ def test_extracts_exactly_the_requested_frames(tmp_path, monkeypatch, gop, seek_
         assert int(np.argmin(errors)) == i and min(errors) < 0.5
 
 
+def test_frames_nothing_refers_to_are_skipped_unless_wanted(tmp_path):
+    """A window's samples come out exact although the B-frames between them are skipped."""
+    video = make_video(tmp_path / "b.mp4", size="160x120", seconds=4, gop=48)
+    info = probe(video)
+    with av.open(str(video)) as c:
+        stream = c.streams.video[0]
+        stream.codec_context.skip_frame = "NONREF"
+        assert sum(1 for _ in c.decode(stream)) < info.n_frames  # there is something to skip
+    wanted = list(range(3, 90, 4))
+    outs = {i: tmp_path / f"{i}.png" for i in wanted}
+    small: dict[int, np.ndarray] = {}
+    extract_frames(video, info, wanted, outs, on_small=small.__setitem__, small_side=160)
+    reference = decoded_frames(video)
+    assert sorted(small) == wanted
+    for i in wanted:
+        assert np.array_equal(cv2.imread(str(outs[i]))[:, :, ::-1], reference[i])
+        assert np.abs(small[i].astype(int) - reference[i]).mean() < 0.5
+
+
 def test_seek_groups_follow_keyframes_and_size():
     info = VideoInfo(9.0, 24.0, 216, 1920, 1080, "h264", 0, keyframes_s=[0.0, 1.0, 2.0, 3.0, 4.0])
     assert plan_groups(info, [0, 72, 144, 215]) == [[0], [72], [144, 215]]
     info.keyframes_s = [0.0]  # one keyframe: one decode run
     assert plan_groups(info, [0, 72, 144, 215]) == [[0, 72, 144, 215]]
-    info.keyframes_s, info.width, info.height = [0.0, 1.0, 2.0, 3.0, 4.0], 40, 30
-    assert plan_groups(info, [0, 72, 144, 215]) == [[0, 72, 144, 215]]  # seeking costs more
+    info.keyframes_s = [0.0, 1.0, 2.0, 3.0, 4.0]
+    # A window's samples four frames apart: a keyframe between two of them saves too little
+    # decoding to be worth a seek; one a second past the previous frame is.
+    assert plan_groups(info, [0, 4, 8, 20, 24, 28]) == [[0, 4, 8, 20, 24, 28]]
+    assert plan_groups(info, [0, 4, 8, 44, 48]) == [[0, 4, 8], [44, 48]]
 
 
 def test_windows_fit_inside_the_video():

@@ -69,8 +69,12 @@ class FlowEstimator(Protocol):
 
 def window_flow_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The ``flow`` section as the flow between a window's sampled frames uses it: DIS
-    with ``window_dis_preset`` (short steps need less than two distant frames)."""
-    return cfg | {"dis_preset": cfg.get("window_dis_preset", cfg.get("dis_preset", "medium"))}
+    with ``window_dis_preset`` and ``window_dis_patch_stride`` (short steps need less than
+    two distant frames)."""
+    return cfg | {
+        "dis_preset": cfg.get("window_dis_preset", cfg.get("dis_preset", "medium")),
+        "dis_patch_stride": cfg.get("window_dis_patch_stride"),
+    }
 
 
 def make_flow(cfg: dict[str, Any]) -> FlowEstimator:
@@ -80,7 +84,9 @@ def make_flow(cfg: dict[str, Any]) -> FlowEstimator:
         from motionedit.flow.dis import DISFlow
 
         return DISFlow(
-            preset=cfg.get("dis_preset", "medium"), finest_scale=cfg.get("dis_finest_scale", 0)
+            preset=cfg.get("dis_preset", "medium"),
+            finest_scale=cfg.get("dis_finest_scale", 0),
+            patch_stride=cfg.get("dis_patch_stride"),
         )
     if backend == "unimatch":
         from motionedit.flow.unimatch import UniMatchFlow

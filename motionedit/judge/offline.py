@@ -312,6 +312,9 @@ class OfflineJudge:
     ) -> None:
         self.cfg, self.pre, self.flow_cfg = cfg, prefilter_cfg, flow_cfg
         self.flow = flow or make_flow(window_flow_config(flow_cfg))
+        # A pair with no sampled frames between its two (an imported pair) is one long
+        # step: the flow set for distant frames measures it, not the one for short steps.
+        self.pair_flow = flow or make_flow(flow_cfg)
 
     def measure(
         self, frames: list[np.ndarray], chained: ChainedFlow | None = None
@@ -324,7 +327,8 @@ class OfflineJudge:
         """
         img0, img1 = frames[0], frames[-1]
         if chained is None:
-            chained = chain_links(link_flows(frames, self.flow))
+            step_flow = self.flow if len(frames) > 2 else self.pair_flow
+            chained = chain_links(link_flows(frames, step_flow))
         flow, tracked = chained.displacement, chained.tracked
         h, w = flow.shape[:2]
         diag = math.hypot(h, w)
