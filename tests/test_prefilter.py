@@ -22,8 +22,8 @@ from motionedit.prefilter import (
     camera_step,
     colour_correlation,
     decide,
-    pair_seed,
     measure_window,
+    pair_seed,
     prefilter_shard,
     window_stats,
 )
