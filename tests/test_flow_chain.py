@@ -127,3 +127,37 @@ def test_slow_steps_take_two_samples_and_fast_ones_one():
     assert tracks.points.shape == (4, 13, 2)
     steps = np.diff(tracks.points[..., 0], axis=1)
     assert (steps > 0).all() and steps.std() < 0.5  # moving right, about evenly
+
+
+class ScriptedFlow:
+    """Flow with a known answer: frame ``i`` is filled with the value ``i``; the left half
+    moves ``px`` to the right per sample step and the backward flow of the top ``lost``
+    share of the rows points the wrong way, so those points fail the forward-backward
+    check. Records the (from, to) frame pairs it was asked for."""
+
+    def __init__(self, px: float, lost: float) -> None:
+        self.px, self.lost, self.asked = px, lost, []
+
+    def estimate(self, images0: np.ndarray, images1: np.ndarray) -> np.ndarray:
+        out = np.zeros(images0.shape[:3] + (2,), np.float32)
+        h, w = images0.shape[1:3]
+        for k, (a, b) in enumerate(zip(images0[:, 0, 0, 0], images1[:, 0, 0, 0], strict=True)):
+            self.asked.append((int(a), int(b)))
+            steps = int(b) - int(a)
+            if steps > 0:
+                out[k, :, : w // 2, 0] = self.px * steps
+            else:
+                out[k, :, :, 0] = self.px * steps
+                out[k, : round(self.lost * h), :, 0] *= -1
+        return out
+
+
+@pytest.mark.parametrize(("px", "lost", "ends"), [(1.5, 0.10, (2, 4)), (1.5, 0.30, (1, 2, 3, 4)),
+                                                  (2.5, 0.0, (1, 2, 3, 4))])  # fmt: skip
+def test_a_step_is_refined_for_its_speed_or_the_points_it_loses(px, lost, ends):
+    frames = [np.full((20, 40, 3), i, np.uint8) for i in range(5)]
+    flow = ScriptedFlow(px, lost)
+    assert link_flows(frames, flow).ends == ends
+    backward = [(a, b) for a, b in flow.asked if b < a]
+    if px * 2 >= 4:  # too fast on its forward flow: no backward flow paid for the long step
+        assert all(a - b == 1 for a, b in backward)
