@@ -133,6 +133,9 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
             raise ConfigError(f"sources[{i}].min_side: larger than max_side ({src['max_side']})")
         if src["kind"] == "synthetic" and src["min_seconds"] > src["max_seconds"]:
             raise ConfigError(f"sources[{i}].min_seconds: larger than max_seconds")
+    # One server can serve every MLLM: the reward's takes the stages' when it names none.
+    reward = config["rewards"]["mllm"]
+    reward["base_url"] = reward["base_url"] or config["mllm"]["openai"]["base_url"]
     _check_models(config)
     if config["mllm"]["mode"] == "batch" and config["mllm"]["vertexai"]:
         raise ConfigError(
@@ -140,6 +143,7 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
             "jobs read from Cloud Storage, which this workflow does not write. Use mode: online "
             "with vertexai: true, or batch mode with an API key (vertexai: false)"
         )
+    _check_open_server(config)
     backends = {config["flow"]["backend"], config["evaluate"]["flow_backend"]}
     checkpoint = config["flow"]["unimatch"]["checkpoint"]
     if "unimatch" in backends and checkpoint is not None:
@@ -154,6 +158,23 @@ def evaluation_flow(config: dict[str, Any]) -> dict[str, Any]:
     """The `flow` section the MAS is measured with: `evaluate.flow_backend` over `flow`."""
     backend = config["evaluate"]["flow_backend"] or config["flow"]["backend"]
     return config["flow"] | {"backend": backend}
+
+
+def _check_open_server(config: dict[str, Any]) -> None:
+    """A stage on the `openai` backend needs the server's URL."""
+    stages = {
+        "judge.backend": config["judge"]["backend"],
+        "rewrite.backend": config["rewrite"]["backend"],
+        "evaluate.generative.backend": config["evaluate"]["generative"]["backend"],
+    }
+    users = [key for key, backend in stages.items() if backend == "openai"]
+    if not users:
+        return
+    if not config["mllm"]["openai"]["base_url"]:
+        raise ConfigError(
+            f"mllm.openai.base_url: not set, and {', '.join(users)} is openai; give the "
+            "chat-completions server's URL, e.g. http://127.0.0.1:8000/v1 for `vllm serve`"
+        )
 
 
 def _check_models(config: dict[str, Any]) -> None:

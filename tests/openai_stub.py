@@ -185,3 +185,44 @@ class OpenAIStub(LocalJSONServer):
         with self.lock:
             self.finished.append(number)
         self._send(handler, status, reply, headers)
+
+
+def open_model_answers(body: dict[str, Any]) -> dict[str, Any]:
+    """Answers an open model might give the judge, the rewriter and the generative scorer,
+    fixed by the request's content: the JSON wrapped in a sentence and a code fence, a
+    category capitalised and hyphenated, the notes left out. Which question it is comes
+    from the keys the prompt spells out."""
+    prompt = "\n".join(request_texts(body))
+    images = request_image_urls(body)
+    if '"instruction"' in prompt:
+        after = next(
+            (line.split(":", 1)[1].strip() for line in prompt.splitlines()
+             if line.startswith("After:")), "moved",
+        )  # fmt: skip
+        text = json.dumps({"instruction": f"Make the subject end up {after}."})
+    elif '"setting_consistent"' in prompt:
+        digest = sum(images[0].encode())
+        category = ("pose", "locomotion", "deformation", "orientation", "subject_object",
+                    "subject_subject")[digest % 6]  # fmt: skip
+        answer = {
+            "setting_consistent": True,
+            "significant_motion": True,
+            "before": f"at rest (pose {digest % 10007})",
+            "after": f"in a new {category} state",
+            "category": category.replace("_", "-").title(),
+            "subject_intact": True,
+            "quality_ok": True,
+        }
+        text = f"Here is my answer.\n```json\n{json.dumps(answer)}\n```"
+    elif '"fidelity"' in prompt:  # scores fixed by the edited (second) image
+        digest = sum(images[1].encode())
+        scores = {"fidelity": digest % 6, "preservation": digest // 6 % 6,
+                  "coherence": digest // 36 % 6}  # fmt: skip
+        answer = {}
+        for dim, score in scores.items():
+            answer[f"{dim}_reason"] = f"{dim} {score} (edit {digest % 10007})"
+            answer[dim] = score
+        text = json.dumps(answer)
+    else:
+        text = "{}"
+    return {"content": text, "logprobs": None, "finish": "stop"}

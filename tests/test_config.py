@@ -90,6 +90,7 @@ LAYERS = {
     "corpus-seed1.yaml": ["../config.yaml"],
     "tiny-editor-6-steps.yaml": ["../config.yaml", "tiny-unseen-pairs.yaml"],
     "tiny-one-step-editor.yaml": ["../config.yaml", "tiny-unseen-pairs.yaml"],
+    "open-mllm.yaml": ["../config.yaml"],
 }
 
 

@@ -16,8 +16,8 @@ from test_mllm_gemini import SENTINEL, transport
 
 from motionedit.config import validate_config
 from motionedit.judge import make_judge, make_rewriter
-from motionedit.judge.gemini_judge import verdict_from_answer
-from motionedit.judge.gemini_rewriter import instruction_problem
+from motionedit.judge.mllm_judge import verdict_from_answer
+from motionedit.judge.mllm_rewriter import instruction_problem
 from motionedit.judge.offline_rewriter import instruction_for
 from motionedit.judge.stage import judge_shard, rewrite_shard
 from motionedit.mllm import section_pricing
@@ -231,11 +231,18 @@ def test_rewriter_asks_again_with_the_reason_and_flags_what_stays_wrong(tmp_path
 
 def test_every_prompt_version_the_config_accepts_has_a_prompt():
     from motionedit.config import SCHEMA_PATH
+    from motionedit.evaluate.generative import DEFAULT_PROMPTS as GEN_DEFAULTS
     from motionedit.evaluate.generative import PROMPT_VERSIONS
-    from motionedit.judge.prompts import JUDGE_PROMPTS, REWRITE_PROMPTS
+    from motionedit.judge.prompts import DEFAULT_PROMPTS, JUDGE_PROMPTS, REWRITE_PROMPTS
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]
-    assert schema["judge"]["properties"]["prompt_version"]["enum"] == list(JUDGE_PROMPTS)
-    assert schema["rewrite"]["properties"]["prompt_version"]["enum"] == list(REWRITE_PROMPTS)
+    # null: the backend's own version (DEFAULT_PROMPTS)
+    judge = schema["judge"]["properties"]["prompt_version"]["enum"]
+    assert judge == [None, *JUDGE_PROMPTS]
+    rewrite = schema["rewrite"]["properties"]["prompt_version"]["enum"]
+    assert rewrite == [None, *REWRITE_PROMPTS]
     generative = schema["evaluate"]["properties"]["generative"]["properties"]
-    assert generative["prompt_version"]["enum"] == list(PROMPT_VERSIONS)
+    assert generative["prompt_version"]["enum"] == [None, *PROMPT_VERSIONS]
+    for stage, versions in DEFAULT_PROMPTS.items():
+        assert set(versions.values()) <= set(JUDGE_PROMPTS if stage == "judge" else REWRITE_PROMPTS)
+    assert set(GEN_DEFAULTS.values()) <= set(PROMPT_VERSIONS)

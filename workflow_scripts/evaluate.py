@@ -16,7 +16,7 @@ log = job_logger(snakemake.log)
 torch.set_num_threads(snakemake.threads)
 generative = snakemake.params.generative
 scorer = None
-if generative["backend"] == "gemini":
+if generative["backend"] != "none":
     from motionedit.evaluate.generative import GenerativeScorer
 
     # The call layer's settings (quota, retries, cache) are read here, not passed as

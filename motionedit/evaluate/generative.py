@@ -1,4 +1,5 @@
-"""MLLM generative scoring of edited images, the MotionEdit-Bench judgement by Gemini.
+"""MLLM generative scoring of edited images, the MotionEdit-Bench judgement by Gemini or by
+an open model behind an OpenAI-compatible server (``evaluate.generative.backend``).
 
 Following the paper, an MLLM rates each edit from 0 to 5 on Fidelity (the instructed motion
 happened), Preservation (identity, background and viewpoint kept) and Coherence (physically
@@ -24,7 +25,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from motionedit.mllm import CallSettings, GeminiCaller, Image, Outcome, Request, ask_each
+from motionedit.judge.prompts import open_prompt
+from motionedit.mllm import CallSettings, Image, Outcome, Request, ask_each, make_caller
 
 DIMENSIONS = ("fidelity", "preservation", "coherence")
 
@@ -97,7 +99,13 @@ you saw in the edited image that decided the score.
 Answer with JSON that follows the given schema.""",
 }
 
+GENERATIVE_PROMPTS["gen-open-v1"] = open_prompt(GENERATIVE_PROMPTS["gen-v1"], GenerativeAnswer)
+
 PROMPT_VERSIONS: tuple[str, ...] = tuple(GENERATIVE_PROMPTS)
+
+#: The prompt version of each backend when ``prompt_version`` is null: the open models'
+#: spells the answer's keys out.
+DEFAULT_PROMPTS = {"gemini": "gen-v1", "openai": "gen-open-v1"}
 
 #: The label before each image part, so the prompt can name the images unambiguously.
 LABELS = {
@@ -136,15 +144,14 @@ def _read(path: str | Path, max_side: int | None) -> Image:
 
 
 class GenerativeScorer:
-    backend = "gemini"
-
     def __init__(self, cfg: dict[str, Any], transport: dict[str, Any], log: logging.Logger):
-        self.settings = CallSettings.from_config(cfg["gemini"])
+        self.backend = cfg.get("backend", "gemini")
+        self.settings = CallSettings.from_config(cfg[self.backend])
         self.model = self.settings.model
-        self.prompt_version = cfg["prompt_version"]
+        self.prompt_version = cfg.get("prompt_version") or DEFAULT_PROMPTS[self.backend]
         self.prompt = GENERATIVE_PROMPTS[self.prompt_version]
         self.with_target = bool(cfg.get("with_target", True))
-        self.caller = GeminiCaller(transport, log)
+        self.caller = make_caller(self.backend, transport, log)
 
     def request(self, item: EditToScore) -> Request:
         """The item's question; raises OSError naming the image that cannot be used."""

@@ -40,6 +40,7 @@ SCORE_COLUMNS = [
     "category",
     "path",
     *(c for m in METRICS for c in [*m.columns, m.error] if c),
+    "mllm_backend",
     "mllm_model",
     "prompt_version",
     *COST_COLUMNS,
@@ -162,6 +163,7 @@ def score_model(
         }
         if scorer is not None:
             row |= {
+                "mllm_backend": scorer.backend,
                 "mllm_model": scorer.model,
                 "prompt_version": scorer.prompt_version,
                 "mllm_error": outcome.error or "",

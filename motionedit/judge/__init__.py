@@ -2,8 +2,9 @@
 
 What lives here: ``base.py`` (the Judge and Rewriter interfaces, PairInput, Verdict);
 ``offline.py`` and ``offline_rewriter.py`` (the deterministic backends of the default);
-``gemini_judge.py``, ``gemini_rewriter.py`` and ``prompts.py`` (the MLLM backends, clients
-of motionedit/mllm, and their prompts and answer schemas); ``stage.py`` (the judge and
+``mllm_judge.py``, ``mllm_rewriter.py`` and ``prompts.py`` (the MLLM backends, Gemini or an
+OpenAI-compatible server through motionedit/mllm, and their prompts and answer schemas);
+``stage.py`` (the judge and
 rewrite stages over one shard's tables). Backends are chosen by ``judge.backend`` and
 ``rewrite.backend`` in :func:`make_judge` and :func:`make_rewriter` below.
 """
@@ -21,7 +22,7 @@ from motionedit.judge.base import (
     Rewriter,
     Verdict,
 )
-from motionedit.mllm import Outcome
+from motionedit.mllm import BACKENDS, Outcome
 
 
 def make_judge(
@@ -35,11 +36,11 @@ def make_judge(
         from motionedit.judge.offline import OfflineJudge
 
         return OfflineJudge(config["judge"], config["prefilter"], config["flow"])
-    if backend == "gemini":
-        from motionedit.judge.gemini_judge import GeminiJudge
+    if backend in BACKENDS:
+        from motionedit.judge.mllm_judge import MLLMJudge
 
-        return GeminiJudge(config["judge"], _need(transport), log or logging.getLogger(__name__))
-    raise ValueError(f"judge.backend: unknown backend {backend!r}; use offline or gemini")
+        return MLLMJudge(config["judge"], _need(transport), log or logging.getLogger(__name__))
+    raise ValueError(f"judge.backend: unknown backend {backend!r}; use offline, gemini or openai")
 
 
 def make_rewriter(
@@ -52,12 +53,12 @@ def make_rewriter(
         from motionedit.judge.offline_rewriter import OfflineRewriter
 
         return OfflineRewriter()
-    if backend == "gemini":
-        from motionedit.judge.gemini_rewriter import GeminiRewriter
+    if backend in BACKENDS:
+        from motionedit.judge.mllm_rewriter import MLLMRewriter
 
         rewrite_cfg = config["rewrite"]
-        return GeminiRewriter(rewrite_cfg, _need(transport), log or logging.getLogger(__name__))
-    raise ValueError(f"rewrite.backend: unknown backend {backend!r}; use offline or gemini")
+        return MLLMRewriter(rewrite_cfg, _need(transport), log or logging.getLogger(__name__))
+    raise ValueError(f"rewrite.backend: unknown backend {backend!r}; use offline, gemini or openai")
 
 
 def _need(transport: dict[str, Any] | None) -> dict[str, Any]:

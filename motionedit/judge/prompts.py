@@ -7,9 +7,11 @@ key and of every output row, so answers to different prompts are never mixed.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+import typing
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from motionedit import CATEGORIES
 
@@ -40,6 +42,65 @@ class JudgeAnswer(BaseModel):
 
 class RewriteAnswer(BaseModel):
     instruction: str = Field(description="One imperative edit instruction.")
+
+
+#: Category names open models write for the six (after lower-casing, spaces and hyphens
+#: made underscores).
+CATEGORY_ALIASES = {
+    "subject_object_interaction": "subject_object",
+    "subject_subject_interaction": "subject_subject",
+    "object_interaction": "subject_object",
+    "interaction_with_object": "subject_object",
+    "no_change": "none",
+    "no_motion": "none",
+}
+
+
+class OpenJudgeAnswer(JudgeAnswer):
+    """The judge's answer as small open models give it: the two free-text notes may be
+    left out, and a category may come capitalised or spelt with spaces or hyphens. A
+    category that is none of the six after that is still an error, not a guess."""
+
+    setting_note: str = Field("", description="What changed in the setting, or 'unchanged'.")
+    subject_note: str = Field("", description="Problems with the subject or image, or 'none'.")
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _spelling(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        name = re.sub(r"[\s\-]+", "_", value.strip().lower())
+        return CATEGORY_ALIASES.get(name, name)
+
+
+def json_template(schema: type[BaseModel]) -> str:
+    """The answer format spelt out in the prompt, for servers that cannot be held to a
+    schema (no ``response_format``) and models that follow text better than schemas."""
+    lines = ["Answer with one JSON object and nothing else, with these keys in this order:"]
+    for name, field in schema.model_fields.items():
+        kind = field.annotation
+        if kind is bool:
+            what = "true or false"
+        elif kind is int:
+            bounds = {type(m).__name__: m for m in field.metadata}
+            low, high = getattr(bounds.get("Ge"), "ge", None), getattr(bounds.get("Le"), "le", None)
+            what = "an integer" + (f" from {low} to {high}" if low is not None else "")
+        elif typing.get_origin(kind) is Literal:
+            what = "one of " + ", ".join(f'"{v}"' for v in typing.get_args(kind))
+        else:
+            what = "a string"
+        note = f". {field.description}" if field.description else ""
+        lines.append(f'- "{name}": {what}{note}')
+    return "\n".join(lines)
+
+
+_SCHEMA_LINE = "Answer with JSON that follows the given schema."
+
+
+def open_prompt(prompt: str, schema: type[BaseModel]) -> str:
+    """A prompt written for a schema-bound model, with its answer format spelt out."""
+    assert prompt.endswith(_SCHEMA_LINE), "the prompt must end with its answer line"
+    return prompt.removesuffix(_SCHEMA_LINE) + json_template(schema)
 
 
 JUDGE_PROMPTS: dict[str, str] = {
@@ -95,3 +156,19 @@ Answer with JSON that follows the given schema.""",
 REWRITE_RETRY = """
 
 Attempt {attempt}: an earlier answer was rejected ({problem}): "{previous}". Follow every rule."""
+
+JUDGE_PROMPTS["judge-open-v1"] = open_prompt(JUDGE_PROMPTS["judge-v1"], OpenJudgeAnswer)
+REWRITE_PROMPTS["rewrite-open-v1"] = open_prompt(REWRITE_PROMPTS["rewrite-v1"], RewriteAnswer)
+
+#: The answer schema of each prompt version.
+JUDGE_SCHEMAS: dict[str, type[BaseModel]] = {
+    "judge-v1": JudgeAnswer,
+    "judge-open-v1": OpenJudgeAnswer,
+}
+
+#: The prompt version a backend asks with when its stage's ``prompt_version`` is null: the
+#: wording Gemini was tuned on, and the one that spells the answer out for open models.
+DEFAULT_PROMPTS = {
+    "judge": {"gemini": "judge-v1", "openai": "judge-open-v1"},
+    "rewrite": {"gemini": "rewrite-v1", "openai": "rewrite-open-v1"},
+}

@@ -7,7 +7,9 @@
   online or batch); ``openai_compatible``: :class:`OpenAICaller` (chat completions, vLLM);
 - ``outcome``: :class:`Outcome` and :func:`ask_each`, one answer or error per item;
 - ``usage``: tokens, prices and the cost columns of the stage tables;
-- ``cache``, ``limits``: the answer cache and the rate limiter.
+- ``cache``, ``limits``: the answer cache and the rate limiter;
+- :func:`make_caller`: the caller of a stage's ``backend`` (``gemini`` or ``openai``), with
+  the shared policy of the ``mllm`` config section.
 
 Nothing else in the project imports an MLLM client library. Importing the package is light
 (no torch, cv2, pydantic or HTTP client): the Snakemake DAG build reads prices through it,
@@ -45,6 +47,29 @@ _LAZY = {
 }
 
 
+#: The MLLM backends a stage may name, besides the ones that call nothing.
+BACKENDS = ("gemini", "openai")
+
+
+def openai_transport(mllm: dict[str, Any]) -> dict[str, Any]:
+    """The ``mllm`` section as an OpenAI-compatible caller takes it: the shared policy
+    (concurrency, quota, retries, cache) with the server of ``mllm.openai``."""
+    return {k: v for k, v in mllm.items() if k != "openai"} | mllm["openai"]
+
+
+def make_caller(backend: str, mllm: dict[str, Any], log: Any) -> Caller:
+    """The caller of ``backend`` for a stage, from the validated ``mllm`` section."""
+    if backend == "gemini":
+        from motionedit.mllm.gemini import GeminiCaller
+
+        return GeminiCaller(mllm, log)
+    if backend == "openai":
+        from motionedit.mllm.openai_compatible import OpenAICaller
+
+        return OpenAICaller(openai_transport(mllm), log, section="mllm.openai")
+    raise ValueError(f"no MLLM backend {backend!r}; use one of {', '.join(BACKENDS)}")
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
@@ -54,6 +79,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BACKENDS",
     "COST_COLUMNS",
     "CallSettings",
     "Caller",
@@ -68,6 +94,8 @@ __all__ = [
     "ask_each",
     "call_record",
     "cost_usd",
+    "make_caller",
+    "openai_transport",
     "price_of",
     "row_spending",
     "section_pricing",

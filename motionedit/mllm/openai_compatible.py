@@ -19,7 +19,8 @@ The cache, the in-run dedupe, the concurrency, quota and retry policy are the sh
   or stored. A 401 or 403 raises :class:`~motionedit.mllm.caller.MLLMError` naming that
   variable, since every call would be refused alike.
 
-``transport`` holds ``base_url`` (ending in ``/v1``), ``api_key_env``, ``timeout_s``,
+``transport`` holds ``base_url`` (ending in ``/v1``), ``api_key_env``, ``response_format``
+(``json_schema``, or ``none`` for a server that refuses it), ``timeout_s``,
 ``max_attempts``, ``backoff_s``, ``concurrency`` and optionally ``max_backoff_s``,
 ``max_retry_after_s``, ``requests_per_minute``, ``tokens_per_minute`` and ``cache_dir``
 (none: nothing is cached). ``section`` names the config section those came from, for
@@ -35,12 +36,13 @@ import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from motionedit.mllm.caller import Caller, Failure, MLLMError
-from motionedit.mllm.request import Image, Request
+from motionedit.mllm.request import Image, Reply, Request, interpret
 from motionedit.retry_after import retry_after_s
 
 
@@ -58,8 +60,10 @@ def check_base_url(base_url: Any, section: str) -> str:
     return url
 
 
-def chat_body(request: Request) -> dict[str, Any]:
-    """The chat-completions request body of ``request``."""
+def chat_body(request: Request, json_schema: bool = True) -> dict[str, Any]:
+    """The chat-completions request body of ``request``; ``json_schema=False`` leaves
+    ``response_format`` out for servers that refuse it (the answer is still parsed and
+    checked against the schema)."""
     content: list[dict[str, Any]] = []
     for part in request.parts:
         if isinstance(part, Image):
@@ -77,7 +81,7 @@ def chat_body(request: Request) -> dict[str, Any]:
     if s.top_logprobs is not None:
         body["logprobs"] = True
         body["top_logprobs"] = s.top_logprobs
-    if request.schema is not None:
+    if request.schema is not None and json_schema:
         body["response_format"] = {
             "type": "json_schema",
             "json_schema": {
@@ -163,7 +167,52 @@ class OpenAICaller(Caller):
         self.base_url = check_base_url(transport.get("base_url"), section)
         self.url = f"{self.base_url}/chat/completions"
         self.api_key_env = str(transport.get("api_key_env", "OPENAI_API_KEY"))
+        self.json_schema = transport.get("response_format", "json_schema") == "json_schema"
         self._headers: dict[str, str] = {}
+
+    @property
+    def mode(self) -> str:
+        return self.cfg.get("mode", "online")
+
+    def _ask_all(self, requests: list[Request], desc: str) -> list[Reply]:
+        if self.mode == "batch":
+            return self._from_batch_file(requests)
+        return super()._ask_all(requests, desc)
+
+    def _from_batch_file(self, requests: list[Request]) -> list[Reply]:
+        """Answers from the batch output file of these questions, or the input file written
+        and the run stopped with the command that answers it (see ``openai_batch``)."""
+        from motionedit.mllm.openai_batch import batch_paths, read_output, write_batch
+
+        if self.cache is None:
+            raise MLLMError("mllm.mode: batch keeps its files under mllm.cache_dir; set one")
+        source, output = batch_paths(requests, Path(self.cfg["cache_dir"]) / "batches")
+        if not output.exists():
+            if not source.exists():
+                write_batch(source, requests, self.json_schema)
+            model = requests[0].settings.model
+            raise MLLMError(
+                f"{len(requests)} questions are in the batch file {source}; answer them, e.g. "
+                f"`python -m vllm.entrypoints.openai.run_batch -i {source} -o {output} "
+                f"--model {model}` (or through a Batch API, its output saved as {output}), "
+                "then run again: the answers are read from that file"
+            )
+        answers = read_output(output)
+        replies = []
+        for request in requests:
+            response = answers.get(request.key)
+            if response is None or "error" in response:
+                why = (
+                    "batch: no answer in the output file" if response is None else response["error"]
+                )
+                replies.append(Reply(key=request.key, error=why))
+                continue
+            reply = interpret(request, {"response": response, "batch": True}, cached=False)
+            if reply.answered:
+                self.cache.put(request.key, self.entry(request, reply))
+            replies.append(reply)
+        self.log.info("%d answers read from %s", sum(r.answered for r in replies), output)
+        return replies
 
     def _open(self) -> _Client:
         self._headers = {"Content-Type": "application/json"}
@@ -176,7 +225,7 @@ class OpenAICaller(Caller):
         client.close()
 
     def _prepare(self, request: Request) -> bytes:
-        return json.dumps(chat_body(request)).encode()
+        return json.dumps(chat_body(request, self.json_schema)).encode()
 
     async def _send(self, client: _Client, prepared: bytes, request: Request) -> dict[str, Any]:
         loop = asyncio.get_running_loop()

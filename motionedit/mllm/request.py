@@ -206,6 +206,16 @@ class Reply:
         return not (self.error or "").startswith(("timeout", "http", "connection", "batch"))
 
 
+def json_text(text: str) -> str:
+    """The JSON object of an answer: the answer itself, or what lies between its first
+    ``{`` and its last ``}``. Open models served without a response format often wrap
+    their JSON in a sentence or a code fence; the object inside is still checked against
+    the schema, so nothing but the wrapping is forgiven."""
+    text = text.strip()
+    start, end = text.find("{"), text.rfind("}")
+    return text[start : end + 1] if 0 <= start < end else text
+
+
 def interpret(request: Request, entry: dict[str, Any], *, cached: bool) -> Reply:
     """A reply from a cache entry: classify refusals and check the answer against the schema."""
     response = entry["response"]
@@ -235,7 +245,7 @@ def interpret(request: Request, entry: dict[str, Any], *, cached: bool) -> Reply
         from pydantic import ValidationError
 
         try:
-            reply.parsed = request.schema.model_validate_json(reply.text).model_dump()
+            reply.parsed = request.schema.model_validate_json(json_text(reply.text)).model_dump()
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "answer"

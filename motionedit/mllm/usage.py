@@ -58,14 +58,18 @@ def price_of(prices: dict[str, Any], model: str) -> dict[str, float] | None:
 
 
 def section_pricing(section: dict[str, Any], mllm: dict[str, Any]) -> dict[str, Any] | None:
-    """What the calls of one config section (a stage with ``backend`` and ``gemini``) cost:
-    its model's price entry and the batch discount; None for a backend that calls nothing."""
-    if section["backend"] in ("offline", "none"):
+    """What the calls of one config section (a stage with ``backend`` and its settings under
+    the backend's name) cost: its model's price entry and the batch discount; None for a
+    backend that calls nothing. A model on one's own OpenAI-compatible server costs nothing
+    per token unless ``mllm.prices`` gives it a price; a Gemini model without one is
+    unknown, not free."""
+    backend = section["backend"]
+    if backend in ("offline", "none"):
         return None
-    return {
-        "price": price_of(mllm["prices"], section["gemini"]["model"]),
-        "batch_discount": mllm["batch_discount"],
-    }
+    price = price_of(mllm["prices"], section[backend]["model"])
+    if price is None and backend == "openai":
+        price = {"input": 0.0, "output": 0.0}
+    return {"price": price, "batch_discount": mllm["batch_discount"]}
 
 
 def cost_usd(

@@ -1,6 +1,7 @@
-"""The Gemini judge: the paper's quality inspection of a candidate pair, asked of Gemini.
+"""The MLLM judge: the paper's quality inspection of a candidate pair, asked of Gemini or
+of an open model behind an OpenAI-compatible server (``judge.backend``).
 
-Gemini sees the first and the last frame of the window and answers the three questions of
+The model sees the first and the last frame of the window and answers the three questions of
 the paper (setting consistency; a significant motion or interaction change, summarised as
 "before -> after" with one of the six categories; subject integrity and image quality) as
 JSON checked against ``JudgeAnswer``. A pair is kept only when every answer is yes. A call
@@ -14,8 +15,8 @@ import logging
 from typing import Any
 
 from motionedit.judge.base import PairInput, Verdict
-from motionedit.judge.prompts import JUDGE_PROMPTS, JudgeAnswer
-from motionedit.mllm import CallSettings, GeminiCaller, Image, Outcome, Request, ask_each
+from motionedit.judge.prompts import DEFAULT_PROMPTS, JUDGE_PROMPTS, JUDGE_SCHEMAS
+from motionedit.mllm import CallSettings, Image, Outcome, Request, ask_each, make_caller
 
 
 def verdict_from_answer(answer: dict[str, Any]) -> Verdict:
@@ -43,15 +44,15 @@ def verdict_from_answer(answer: dict[str, Any]) -> Verdict:
     )
 
 
-class GeminiJudge:
-    backend = "gemini"
-
+class MLLMJudge:
     def __init__(self, judge_cfg: dict[str, Any], transport: dict[str, Any], log: logging.Logger):
-        self.settings = CallSettings.from_config(judge_cfg["gemini"])
+        self.backend = judge_cfg["backend"]
+        self.settings = CallSettings.from_config(judge_cfg[self.backend])
         self.model = self.settings.model
-        self.prompt_version = judge_cfg["prompt_version"]
+        self.prompt_version = judge_cfg["prompt_version"] or DEFAULT_PROMPTS["judge"][self.backend]
         self.prompt = JUDGE_PROMPTS[self.prompt_version]
-        self.caller = GeminiCaller(transport, log)
+        self.schema = JUDGE_SCHEMAS[self.prompt_version]
+        self.caller = make_caller(self.backend, transport, log)
 
     def request(self, pair: PairInput) -> Request:
         return Request(
@@ -64,7 +65,7 @@ class GeminiJudge:
             ),
             settings=self.settings,
             prompt_version=self.prompt_version,
-            schema=JudgeAnswer,
+            schema=self.schema,
             tag=pair.pair_id,
         )
 

@@ -1,7 +1,8 @@
-"""The Gemini rewriter: the judge's "before -> after" summary as one user-style instruction.
+"""The MLLM rewriter: the judge's "before -> after" summary as one user-style instruction.
 
 The paper's rewriting module cleans the judge's summary into an imperative instruction such
-as "Make the woman turn her head toward the dog." Gemini writes it; ``instruction_problem``
+as "Make the woman turn her head toward the dog." Gemini or an open model behind an
+OpenAI-compatible server (``rewrite.backend``) writes it; ``instruction_problem``
 checks its shape (one imperative sentence, no analysis, no mention of frames or videos).
 An instruction with the wrong shape is asked for again with the reason attached, up to
 ``rewrite.max_attempts`` times; after that the row is an error naming the problem.
@@ -14,8 +15,8 @@ import logging
 import re
 from typing import Any
 
-from motionedit.judge.prompts import REWRITE_PROMPTS, REWRITE_RETRY, RewriteAnswer
-from motionedit.mllm import CallSettings, GeminiCaller, Outcome, Request, call_record
+from motionedit.judge.prompts import DEFAULT_PROMPTS, REWRITE_PROMPTS, REWRITE_RETRY, RewriteAnswer
+from motionedit.mllm import CallSettings, Outcome, Request, call_record, make_caller
 
 MAX_WORDS = 30
 #: Words an imperative instruction does not start with (articles, pronouns, auxiliaries...).
@@ -70,16 +71,17 @@ def instruction_problem(text: str) -> str | None:
     return None
 
 
-class GeminiRewriter:
-    backend = "gemini"
-
+class MLLMRewriter:
     def __init__(self, rewrite_cfg: dict[str, Any], transport: dict[str, Any], log: logging.Logger):
-        self.settings = CallSettings.from_config(rewrite_cfg["gemini"])
+        self.backend = rewrite_cfg["backend"]
+        self.settings = CallSettings.from_config(rewrite_cfg[self.backend])
         self.model = self.settings.model
-        self.prompt_version = rewrite_cfg["prompt_version"]
+        self.prompt_version = (
+            rewrite_cfg["prompt_version"] or DEFAULT_PROMPTS["rewrite"][self.backend]
+        )
         self.prompt = REWRITE_PROMPTS[self.prompt_version]
         self.max_attempts = rewrite_cfg["max_attempts"]
-        self.caller = GeminiCaller(transport, log)
+        self.caller = make_caller(self.backend, transport, log)
 
     def request(
         self, verdict: dict[str, Any], retry: tuple[int, str, str] | None = None
