@@ -261,12 +261,16 @@ def motion_answers(body: dict[str, Any]) -> str:
             for part in c["parts"]
             if "inlineData" in part
         ]
-        digest = sum(images[1].encode())
-        scores = {"fidelity": digest % 6, "preservation": digest // 6 % 6,
-                  "coherence": digest // 36 % 6}  # fmt: skip
-        answer = {}
-        for dim, score in scores.items():
-            answer[f"{dim}_reason"] = f"{dim} {score} (edit {digest % 10007})"
-            answer[dim] = score
-        return json.dumps(answer)
+        return json.dumps(generative_answer(sum(images[1].encode())))
     return "{}"
+
+
+def generative_answer(digest: int) -> dict[str, Any]:
+    """Scores and reasons fixed by a number made from the edited image."""
+    scores = {"fidelity": digest % 6, "preservation": digest // 6 % 6,
+              "coherence": digest // 36 % 6}  # fmt: skip
+    answer: dict[str, Any] = {}
+    for dim, score in scores.items():
+        answer[f"{dim}_reason"] = f"{dim} {score} (edit {digest % 10007})"
+        answer[dim] = score
+    return answer

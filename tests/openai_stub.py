@@ -28,6 +28,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from gemini_stub import generative_answer
 from local_server import LocalJSONServer
 from PIL import Image
 
@@ -215,14 +216,7 @@ def open_model_answers(body: dict[str, Any]) -> dict[str, Any]:
         }
         text = f"Here is my answer.\n```json\n{json.dumps(answer)}\n```"
     elif '"fidelity"' in prompt:  # scores fixed by the edited (second) image
-        digest = sum(images[1].encode())
-        scores = {"fidelity": digest % 6, "preservation": digest // 6 % 6,
-                  "coherence": digest // 36 % 6}  # fmt: skip
-        answer = {}
-        for dim, score in scores.items():
-            answer[f"{dim}_reason"] = f"{dim} {score} (edit {digest % 10007})"
-            answer[dim] = score
-        text = json.dumps(answer)
+        text = json.dumps(generative_answer(sum(images[1].encode())))
     else:
         text = "{}"
     return {"content": text, "logprobs": None, "finish": "stop"}
