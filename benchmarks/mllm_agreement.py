@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -63,7 +64,7 @@ def main() -> int:
     ap.add_argument("--a", nargs="+", default=["config.yaml"], help="config layers of judge A")
     ap.add_argument("--b", nargs="+", help="config layers of judge B")
     ap.add_argument("--shard", default="synthetic/0000", help="<source>/<shard> under results/")
-    ap.add_argument("--results", default="results")
+    ap.add_argument("--results", default="results", help="the workflow's results folder")
     ap.add_argument("--sample", type=int, default=100, help="pairs asked (0: all kept)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scores", nargs=2, metavar="SCORES", help="two scores.parquet to compare")
@@ -84,7 +85,10 @@ def main() -> int:
     if not args.b:
         ap.error("give the second judge's config layers with --b (or two tables with --scores)")
 
-    results = Path(args.results)
+    # The tables hold paths relative to the workflow's folder, the one above results/.
+    args.a, args.b = [[str(Path(p).resolve()) for p in layers] for layers in (args.a, args.b)]
+    results = Path(args.results).resolve()
+    os.chdir(results.parent)
     prefilter = pd.read_parquet(results / "prefilter" / f"{args.shard}.parquet")
     frames = pd.read_parquet(results / "frames" / f"{args.shard}.parquet")
     kept = prefilter[prefilter["keep"].fillna(False).astype(bool)]
