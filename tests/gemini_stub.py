@@ -224,9 +224,14 @@ def motion_answers(body: dict[str, Any]) -> str:
 
     The judge keeps every pair and picks a category from a hash of the first image; the
     rewriter turns the "After:" line of its prompt into an instruction; the generative scorer
-    rates 0-5 from a hash of the edited image, so different edits get different scores.
+    rates 0-5 from a hash of the edited image, so different edits get different scores, and
+    answers EditScore's two questions (two scores, 0-25) from it the same way.
     """
     fields = schema_fields(body)
+    images = [part["inlineData"]["data"] for c in body["contents"] for part in c["parts"]
+              if "inlineData" in part]  # fmt: skip
+    if fields == {"reasoning", "score"}:
+        return json.dumps(editscore_answer(images))
     if "instruction" in fields:
         after = next(
             (line.split(":", 1)[1].strip() for line in request_text(body).splitlines()
@@ -255,14 +260,18 @@ def motion_answers(body: dict[str, Any]) -> str:
         }
         return json.dumps(answer)
     if "fidelity" in fields:  # generative scoring: scores fixed by the edited (second) image
-        images = [
-            part["inlineData"]["data"]
-            for c in body["contents"]
-            for part in c["parts"]
-            if "inlineData" in part
-        ]
         return json.dumps(generative_answer(sum(images[1].encode())))
     return "{}"
+
+
+def editscore_answer(images: list[str]) -> dict[str, Any]:
+    """An answer to either EditScore question, fixed by the edited image: the last one sent
+    (the consistency question shows the input first, the quality question the edit alone).
+    The two questions get different scores from the same edit."""
+    digest = sum(images[-1].encode()) + 7 * len(images)
+    question = "consistency" if len(images) == 2 else "quality"
+    return {"reasoning": f"{question} of edit {digest % 10007}",
+            "score": [digest % 26, digest // 26 % 26]}  # fmt: skip
 
 
 def generative_answer(digest: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from gemini_stub import generative_answer
+from gemini_stub import editscore_answer, generative_answer
 from local_server import LocalJSONServer
 from PIL import Image
 
@@ -215,6 +215,10 @@ def open_model_answers(body: dict[str, Any]) -> dict[str, Any]:
             "quality_ok": True,
         }
         text = f"Here is my answer.\n```json\n{json.dumps(answer)}\n```"
+    elif '"score": [' in prompt:  # EditScore's format: floats, in a code fence
+        answer = editscore_answer(images)
+        answer["score"] = [float(s) for s in answer["score"]]
+        text = f"```json\n{json.dumps(answer)}\n```"
     elif '"fidelity"' in prompt:  # scores fixed by the edited (second) image
         text = json.dumps(generative_answer(sum(images[1].encode())))
     else:

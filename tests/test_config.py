@@ -91,6 +91,7 @@ LAYERS = {
     "tiny-editor-6-steps.yaml": ["../config.yaml", "tiny-unseen-pairs.yaml"],
     "tiny-one-step-editor.yaml": ["../config.yaml", "tiny-unseen-pairs.yaml"],
     "open-mllm.yaml": ["../config.yaml"],
+    "editscore.yaml": ["../config.yaml"],
 }
 
 

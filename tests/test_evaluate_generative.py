@@ -211,7 +211,7 @@ def test_the_prompt_version_is_part_of_the_cache_key(tmp_path, key, monkeypatch)
 
 
 def test_every_prompt_version_has_a_prompt_with_the_instruction_only():
-    assert PROMPT_VERSIONS == tuple(GENERATIVE_PROMPTS) == generative.PROMPT_VERSIONS
+    assert (*GENERATIVE_PROMPTS, *generative.EDITSCORE_VERSIONS) == PROMPT_VERSIONS
     for text in GENERATIVE_PROMPTS.values():
         filled = text.format(instruction="Make the dog sit.")
         assert "Instruction: Make the dog sit." in filled and "{" not in filled

@@ -8,6 +8,10 @@ image and, unless ``with_target`` is off, the ground-truth target as a reference
 motion edit has many correct outcomes, and pixel agreement with one of them is what the
 pixel metrics already measure.
 
+``editscore-v1`` asks EditScore's two questions instead (motionedit/evaluate/editscore.py)
+and maps them onto the same three dimensions; Overall is their mean for every prompt
+version, so tables and win rates read the same whichever prompt and backend scored.
+
 Every call goes through the shared call layer (cache, in-run dedup, retries, quota, batch
 mode). An item whose images cannot be read, or whose model produced no image, is an error
 for that item alone and costs no call; a refusal or an answer outside the schema is an error
@@ -25,6 +29,12 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
+from motionedit.evaluate.editscore import (
+    QUALITY_PROMPT,
+    EditScoreAnswer,
+    consistency_prompt,
+    editscore_scores,
+)
 from motionedit.judge.prompts import open_prompt
 from motionedit.mllm import CallSettings, Image, Outcome, Request, ask_each, make_caller
 
@@ -101,7 +111,10 @@ Answer with JSON that follows the given schema.""",
 
 GENERATIVE_PROMPTS["gen-open-v1"] = open_prompt(GENERATIVE_PROMPTS["gen-v1"], GenerativeAnswer)
 
-PROMPT_VERSIONS: tuple[str, ...] = tuple(GENERATIVE_PROMPTS)
+#: Versions that ask EditScore's two questions per edit (their prompts are in editscore.py).
+EDITSCORE_VERSIONS = ("editscore-v1",)
+
+PROMPT_VERSIONS: tuple[str, ...] = (*GENERATIVE_PROMPTS, *EDITSCORE_VERSIONS)
 
 #: The prompt version of each backend when ``prompt_version`` is null: the open models'
 #: spells the answer's keys out.
@@ -149,36 +162,86 @@ class GenerativeScorer:
         self.settings = CallSettings.from_config(cfg[self.backend])
         self.model = self.settings.model
         self.prompt_version = cfg.get("prompt_version") or DEFAULT_PROMPTS[self.backend]
-        self.prompt = GENERATIVE_PROMPTS[self.prompt_version]
-        self.with_target = bool(cfg.get("with_target", True))
+        self.editscore = self.prompt_version in EDITSCORE_VERSIONS
+        self.prompt = "" if self.editscore else GENERATIVE_PROMPTS[self.prompt_version]
+        self.with_target = bool(cfg.get("with_target", True)) and not self.editscore
         self.caller = make_caller(self.backend, transport, log)
 
-    def request(self, item: EditToScore) -> Request:
-        """The item's question; raises OSError naming the image that cannot be used."""
+    def _images(self, item: EditToScore, roles: tuple[str, ...]) -> list[tuple[str, Image]]:
+        """The item's images in ``roles`` order; raises OSError naming one that cannot be
+        used. The target is left out when it is not to be shown or there is none."""
         if item.edited_path is None:
             raise OSError("no edited image (the model produced none)")
         paths = {"input": item.input_path, "edited": item.edited_path}
         if self.with_target and item.target_path is not None:
             paths["target"] = item.target_path
-        parts: list[str | Image] = []
-        for role, path in paths.items():
+        images = []
+        for role in (r for r in roles if r in paths):
             try:
-                image = _read(path, self.settings.max_image_side)
+                images.append((role, _read(paths[role], self.settings.max_image_side)))
             except (OSError, ValueError, TypeError) as exc:
                 raise OSError(f"{role} image: {exc}") from exc
-            parts += [LABELS[role], image]
-        parts.append(self.prompt.format(instruction=item.instruction.strip()))
+        return images
+
+    def _request(self, item: EditToScore, parts: list[str | Image], schema: Any) -> Request:
         return Request(
             parts=tuple(parts),
             settings=self.settings,
             prompt_version=self.prompt_version,
-            schema=GenerativeAnswer,
+            schema=schema,
             tag=item.id,
         )
 
+    def request(self, item: EditToScore) -> Request:
+        """The item's question; raises OSError naming the image that cannot be used."""
+        parts: list[str | Image] = []
+        for role, image in self._images(item, ("input", "edited", "target")):
+            parts += [LABELS[role], image]
+        parts.append(self.prompt.format(instruction=item.instruction.strip()))
+        return self._request(item, parts, GenerativeAnswer)
+
+    def consistency_request(self, item: EditToScore) -> Request:
+        """EditScore's first question: the input, then the edit, then the instruction,
+        with no labels between the images, the layout its models were trained on."""
+        images = [image for _, image in self._images(item, ("input", "edited"))]
+        prompt = consistency_prompt(item.instruction)
+        return self._request(item, [*images, prompt], EditScoreAnswer)
+
+    def quality_request(self, item: EditToScore) -> Request:
+        """EditScore's second question: the edit alone, without the instruction. The input
+        is read too, so an item with an unusable input costs no call at all."""
+        _, (_, edited) = self._images(item, ("input", "edited"))
+        return self._request(item, [edited, QUALITY_PROMPT], EditScoreAnswer)
+
     def score_all(self, items: list[EditToScore]) -> list[Outcome]:
-        """One outcome per item, in order; unusable items are errors that cost no call."""
-        return ask_each(items, self.request, self.caller, "generative scores", _scores, "images")
+        """One outcome per item, in order; unusable items are errors that cost no call.
+        EditScore's two questions are asked together, so batch mode writes one file."""
+        if not self.editscore:
+            desc = "generative scores"
+            return ask_each(items, self.request, self.caller, desc, _scores, "images")
+        builds = (self.consistency_request, self.quality_request)
+        questions = [(build, item) for build in builds for item in items]
+        answers = ask_each(questions, _ask, self.caller, "EditScore questions", dict, "images")
+        n = len(items)
+        return [_joined(c, q) for c, q in zip(answers[:n], answers[n:], strict=True)]
+
+
+def _ask(question: tuple[Any, EditToScore]) -> Request:
+    build, item = question
+    return build(item)
+
+
+def _joined(consistency: Outcome, quality: Outcome) -> Outcome:
+    """One item's outcome from its two EditScore answers: scores when both came, else the
+    error(s), with the calls of both for the raw log and the cost columns."""
+    errors = dict.fromkeys(e for e in (consistency.error, quality.error) if e)
+    joined = Outcome(calls=consistency.calls + quality.calls)
+    if errors:
+        joined.error = "; ".join(errors)
+    else:
+        scores = editscore_scores(consistency.value, quality.value)
+        joined.value = scores | {"overall": overall(scores)}
+    return joined
 
 
 def _scores(answer: dict[str, Any]) -> dict[str, Any]:

@@ -76,6 +76,8 @@ METRICS: tuple[Metric, ...] = (
             "preservation": "float64",
             "coherence": "float64",
             "overall": "float64",
+            # EditScore's own overall (0-10), set by the editscore-v1 prompt only.
+            "editscore": "float64",
         },
         error="mllm_error",
         table1=(

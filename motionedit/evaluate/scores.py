@@ -169,7 +169,7 @@ def score_model(
                 "mllm_error": outcome.error or "",
             } | row_spending(outcome, pricing)
             if outcome.value is not None:
-                row |= {c: outcome.value[c] for c in GENERATIVE_COLUMNS}
+                row |= {c: outcome.value.get(c) for c in GENERATIVE_COLUMNS}
             raw.append(
                 json.dumps(
                     {
