@@ -41,7 +41,14 @@ rule train:
     resources:
         mem_mb=lambda w: editor_memory(config["train"][w.nft]["editor"]),
         runtime=2880,
-        gpu=lambda w: config["train"][w.nft]["gpus"],
+        gpu=lambda w: config["train"][w.nft]["gpus"] * config["train"][w.nft]["nodes"],
+        # One task per machine; the job starts them itself with srun (`mpi`: Snakemake
+        # does not wrap it in a one-task srun step; "" for one machine, where there is
+        # nothing to start). tasks_per_gpu 0: no --ntasks-per-gpu for a GPU job.
+        nodes=lambda w: config["train"][w.nft]["nodes"],
+        tasks=lambda w: config["train"][w.nft]["nodes"],
+        tasks_per_gpu=0,
+        mpi=lambda w: "srun" if config["train"][w.nft]["nodes"] > 1 else "",
     params:
         run=lambda w: config["train"][w.nft],
         editor=lambda w: training_editor("train", w.nft),

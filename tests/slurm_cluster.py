@@ -5,8 +5,10 @@ this one node is written to /etc/slurm (where srun inside a job looks for it), a
 munged, slurmctld and slurmd are started by hand, since there is no systemd here. Only
 the daemons started here are stopped afterwards, and the slurm.conf is removed again.
 
-The node declares 16 CPUs and 64 GB whatever the machine has (``config_overrides``), so
-the profile's CPU and memory requests schedule on a two-core runner. Without accounting
+The node declares 16 CPUs, 64 GB and two A100s whatever the machine has
+(``config_overrides``; the GPUs are device files standing in for them, see ``_fake_gpus``),
+so the profile's CPU, memory and GPU requests schedule on a two-core runner without GPUs.
+GPU jobs run there as on a GPU node, and their code finds no CUDA device. Without accounting
 (no slurmdbd), job states come from squeue; ``MinJobAge`` keeps finished jobs listed long
 enough for Snakemake to see them finish.
 """
@@ -18,11 +20,15 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
 
 CONF = Path("/etc/slurm/slurm.conf")
+GRES_CONF = CONF.with_name("gres.conf")
+#: The fake GPUs of the one node, so GPU jobs are scheduled as on a GPU cluster.
+GPU_MODEL, GPUS = "a100", 2
 MARK = "# written by the motionedit cluster test"
 PACKAGES = ["slurm-wlm", "slurm-client", "munge"]
 
@@ -31,8 +37,9 @@ def unavailable() -> str | None:
     """Why a cluster cannot be started here, or None when it can."""
     if os.geteuid() != 0:
         return "starting Slurm daemons needs root (CI runs as root)"
-    if CONF.exists() and MARK not in CONF.read_text():
-        return f"{CONF} belongs to a real Slurm installation; not touching it"
+    for conf in (CONF, GRES_CONF):
+        if conf.exists() and MARK not in conf.read_text():
+            return f"{conf} belongs to a real Slurm installation; not touching it"
     if not shutil.which("slurmctld") and not shutil.which("apt-get"):
         return "Slurm is not installed and there is no apt-get to install Debian's slurm-wlm"
     return None
@@ -76,10 +83,33 @@ MinJobAge=300
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-NodeName={host} CPUs=16 RealMemory=64000 State=UNKNOWN
+GresTypes=gpu
+NodeName={host} CPUs=16 RealMemory=64000 Gres=gpu:{GPU_MODEL}:{GPUS} State=UNKNOWN
 PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=ALL MaxTime=INFINITE State=UP
 """
+
+
+def _fake_gpus(state: Path) -> str:
+    """Device files for the fake GPUs, as gres.conf's ``File=`` range. Slurm 22.05 drops
+    a GPU configured by ``Count=`` alone ("Removing file-less GPU"), and wants character
+    devices: these are copies of /dev/null, or plain files (Slurm logs an error for each
+    and still counts them) where mknod is not allowed."""
+    folder = state / "dev"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(GPUS):
+        path = folder / f"fakegpu{i}"
+        if not path.exists():
+            try:
+                os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+            except PermissionError:
+                path.touch()
+    return f"{folder}/fakegpu[0-{GPUS - 1}]"
+
+
+def _gres_conf(state: Path) -> str:
+    host = socket.gethostname()
+    return f"{MARK}\nNodeName={host} Name=gpu Type={GPU_MODEL} File={_fake_gpus(state)}\n"
 
 
 class OneNodeSlurm:
@@ -96,6 +126,7 @@ class OneNodeSlurm:
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         CONF.parent.mkdir(parents=True, exist_ok=True)
         CONF.write_text(_conf(self.state))
+        GRES_CONF.write_text(_gres_conf(self.state))
         try:
             self._start()
             self._wait_idle()
@@ -156,5 +187,6 @@ class OneNodeSlurm:
                 except ProcessLookupError:
                     break
                 time.sleep(0.05)
-        if CONF.exists() and MARK in CONF.read_text():
-            CONF.unlink()
+        for conf in (CONF, GRES_CONF):
+            if conf.exists() and MARK in conf.read_text():
+                conf.unlink()

@@ -1,4 +1,5 @@
-"""Post-train one editor with MotionNFT (one process, or one per GPU through accelerate)."""
+"""Post-train one editor with MotionNFT: one process, one per GPU through accelerate, or
+one accelerate launch per machine of a Slurm allocation (train.<run>.nodes)."""
 
 import sys
 from pathlib import Path
@@ -25,7 +26,10 @@ settings = {
     "out_dir": snakemake.output[0],
     "state_dir": snakemake.params.state_dir,
 }
-if run["gpus"] > 1:
+processes = max(1, run["gpus"])
+if processes > 1 or run["nodes"] > 1:
     settings["log"] = snakemake.log[0]
-summary = launch(settings, max(1, run["gpus"]), log)
+# Machines without GPUs run one CPU process each.
+cpu = run["gpus"] == 0
+summary = launch(settings, processes, log, cpu=cpu, machines=run["nodes"])
 log.info("motionnft: %s", summary)
