@@ -104,7 +104,8 @@ def test_every_pin_is_the_one_requirements_txt_installs(path):
     assert conda["python"] == "3.11"
     for name, version in (as_pypi(conda) | pip).items():
         assert name in wanted, f"{path.name}: {name} is not in requirements.txt"
-        assert version == wanted[name], f"{path.name}: {name} {version}, requirements.txt {wanted[name]}"
+        expected = wanted[name]
+        assert version == expected, f"{path.name}: {name} {version}, requirements {expected}"
 
 
 def _reachable(url: str) -> str | None:
@@ -182,7 +183,9 @@ def test_the_recorded_conda_forge_versions_exist():
     for name, version in recorded_conda_forge().items():
         with urllib.request.urlopen(api + name, timeout=30) as reply:
             published = json.loads(reply.read())["versions"]
-        wanted = version if name != "python" else next(
-            (v for v in published if v.startswith(version + ".")), version
+        wanted = (
+            version
+            if name != "python"
+            else next((v for v in published if v.startswith(version + ".")), version)
         )
         assert wanted in published, f"conda-forge has no {name} {version}"
