@@ -165,8 +165,8 @@ def _account(run: Runner, accounting: bool) -> tuple[str | None, str]:
         return None, ""
     user = getpass.getuser()
     out = _optional(run, ["sacctmgr", "-nP", "show", "user", user, "format=DefaultAccount"])
-    account = (out or "").strip().splitlines()[0].strip() if (out or "").strip() else ""
-    return (account, f"{user}'s default account (sacctmgr)") if account else (None, "")
+    words = (out or "").split()
+    return (words[0], f"{user}'s default account (sacctmgr)") if words else (None, "")
 
 
 def read_facts(run: Runner = _run) -> SlurmFacts:
