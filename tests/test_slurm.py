@@ -55,20 +55,12 @@ def cluster(tmp_path_factory):
 def home(cluster, tmp_path):
     """A user's HOME with the profile the command writes for the test cluster."""
     home = tmp_path / "home"
-    env = {"HOME": str(home), "XDG_CONFIG_HOME": ""}
+    # Both the command and Snakemake read the user config folder from here.
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
     proc = subprocess.run([sys.executable, "-m", "motionedit.cluster", "slurm-profile"],
                           capture_output=True, text=True, cwd=ROOT,
-                          env=_env(env))  # fmt: skip
+                          env=os.environ | env)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return env
-
-
-def _env(extra: dict) -> dict:
-    """The environment with ``extra``; an empty XDG_CONFIG_HOME is left out, so the
-    profile is where Snakemake looks by default, under HOME."""
-    env = os.environ | extra
-    if not env.get("XDG_CONFIG_HOME"):
-        env.pop("XDG_CONFIG_HOME", None)
     return env
 
 
@@ -90,7 +82,7 @@ def test_the_written_profile_runs_the_mining_stages_like_a_local_run(tmp_path, h
         runs[name].mkdir()
         (runs[name] / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     snakemake(runs["local"])
-    proc = snakemake(runs["slurm"], "--profile", "slurm", *FAST, env=_env(home))
+    proc = snakemake(runs["slurm"], "--profile", "slurm", *FAST, env=home)
     log = proc.stdout + proc.stderr
     # Every job went through sbatch, on the partition the profile names.
     assert "has been submitted with SLURM jobid" in log
@@ -153,7 +145,7 @@ def test_gpu_jobs_go_to_the_gpu_partition_and_two_machines_train_one_process_lor
     profile["set-resources"]["train"] |= {"nodes": 1, "cpus_per_task": 2}
     path.write_text(yaml.safe_dump(profile))
     proc = snakemake(runs["slurm"], *targets, "--allowed-rules", "train", "infer",
-                     "--profile", "slurm", "--verbose", *FAST, env=_env(home))  # fmt: skip
+                     "--profile", "slurm", "--verbose", *FAST, env=home)  # fmt: skip
     calls = sbatch_calls(proc.stdout + proc.stderr)
     assert set(calls) == {"train", "infer"}, calls
     assert " -p gpu " in calls["infer"] and f"--gpus={GPU_MODEL}:1" in calls["infer"]

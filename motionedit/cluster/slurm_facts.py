@@ -38,7 +38,7 @@ class Partition:
     nodes: int = 0
     #: CPUs of its smallest node, so a request that fits it fits every node.
     cpus: int = 0
-    #: Memory (MB) of its smallest node.
+    #: Memory (MB) of its smallest node, shown in the profile's list of partitions.
     memory_mb: int = 0
     #: GPUs per node by type ("" for untyped), the most any of its nodes has.
     gpus: dict[str, int] = field(default_factory=dict)

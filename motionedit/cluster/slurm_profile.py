@@ -45,7 +45,8 @@ class Placement:
 def _describe(p: Partition) -> str:
     gpus = ", ".join(f"{n}x {k or 'gpu'}" for k, n in sorted(p.gpus.items())) or "no GPU"
     state = "" if p.up else ", down"
-    return f"{p.name}{'*' if p.default else ''} ({p.nodes} nodes, {p.cpus} CPUs, {gpus}{state})"
+    size = f"{p.nodes} nodes, {p.cpus} CPUs, {p.memory_mb // 1000} GB"
+    return f"{p.name}{'*' if p.default else ''} ({size}, {gpus}{state})"
 
 
 def place(facts: SlurmFacts) -> Placement:
